@@ -1,0 +1,5 @@
+import sys
+
+from metricseg.cli import main
+
+sys.exit(main())

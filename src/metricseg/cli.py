@@ -1,0 +1,66 @@
+"""The ``metricseg`` command: one sub-command per module in ``metricseg.commands``.
+
+Each sub-command module defines ``HELP`` (one line), ``add_arguments(parser)``
+and ``run(args) -> int``, and keeps its heavy imports inside ``run`` so that
+``metricseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from metricseg import __version__
+
+#: sub-command name -> module, in the order ``--help`` lists them
+COMMANDS: dict[str, str] = {
+    "bench": "metricseg.commands.bench",
+    "train": "metricseg.commands.train",
+    "evaluate": "metricseg.commands.evaluate",
+    "losses": "metricseg.commands.losses",
+    "theory": "metricseg.commands.theory",
+    "data": "metricseg.commands.data",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metricseg",
+        description=(
+            "Losses, metrics, theory and loss-comparison benchmarks for segmentation "
+            "judged by the Dice score and the Jaccard index."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"metricseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # sub-command not built in this checkout
+                continue
+            raise
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
