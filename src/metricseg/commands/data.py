@@ -1,0 +1,220 @@
+"""``metricseg data``: list the tasks, picture one, download an MSD task."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HELP = "list, show and download segmentation tasks (synthetic, real offline, MSD, your folders)"
+DESCRIPTION = """\
+Tasks for training and for `metricseg bench`.
+
+  metricseg data list                             every task, available here or how to get it
+  metricseg data show TASK --out FILE.png         montage of image/label pairs + class statistics
+  metricseg data download msd:Task04_Hippocampus  fetch an MSD task into $METRICSEG_DATA
+
+TASK is a name from `data list`, folder:PATH for your own data, or msd:TaskXX_Name.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    sub.add_parser("list", help="every task: kind, available here or how to get it, size, classes")
+
+    show = sub.add_parser(
+        "show", help="montage PNG of image/label pairs, class frequencies, object sizes"
+    )
+    show.add_argument("task", help="task name, folder:PATH or msd:TaskXX_Name")
+    show.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    show.add_argument("--split", default="train", choices=["train", "val", "test"])
+    show.add_argument("--cases", type=int, default=6, help="cases in the montage (default 6)")
+    show.add_argument("--seed", type=int, default=0)
+    show.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, e.g. -o image_size=96 -o num_train=8 (repeatable)",
+    )
+
+    download = sub.add_parser(
+        "download", help="download and extract an MSD task (checksummed, resumable)"
+    )
+    download.add_argument("task", help="msd:TaskXX_Name, e.g. msd:Task04_Hippocampus")
+    download.add_argument(
+        "--base-url", default=None, help="mirror to download from instead of the AWS bucket"
+    )
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["image_size=96", "name=x"]`` → ``{"image_size": 96, "name": "x"}``."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option must be KEY=VALUE, got {item!r}")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    return options
+
+
+def _print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _list() -> int:
+    from metricseg.data import list_tasks
+
+    rows = []
+    for t in list_tasks():
+        dims = f"{t.spatial_dims}D" if t.spatial_dims else "2D/3D"
+        classes = str(t.num_classes) if t.num_classes else "-"
+        where = "yes" if t.available else f"no: {t.how_to_get}"
+        rows.append([t.name, t.kind, dims, classes, t.size, where, t.description])
+    _print_table(rows, ["task", "kind", "dims", "classes", "size", "available", "description"])
+    return 0
+
+
+def _display_slice(image, label):
+    """2D (image, label) of a case; for 3D the axial slice with the most foreground."""
+    import numpy as np
+
+    if label.ndim == 2:
+        return image[0], label
+    z = int(np.argmax((label > 0).sum(axis=(1, 2))))
+    return image[0, z], label[z]
+
+
+def save_montage(task, split: str, count: int, out: Path) -> Path:
+    """Image row on top, label overlay below, ``count`` cases of ``split``; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    from metricseg.data.preprocess import evenly_spaced
+
+    cases = getattr(task, split)
+    picks = evenly_spaced(list(range(len(cases))), count)
+    if not picks:
+        raise ValueError(f"task {task.name!r} has no {split} cases to show")
+    # tab20 without its greys (14, 15), which vanish on a grey image
+    palette = [
+        plt.get_cmap("tab20")(i)
+        for i in (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)
+    ]
+    cmap = ListedColormap(
+        [(0, 0, 0, 0)] + [palette[i % len(palette)] for i in range(task.num_classes - 1)]
+    )
+    fig, axes = plt.subplots(2, len(picks), figsize=(1.8 * len(picks), 4.2), squeeze=False)
+    for col, i in enumerate(picks):
+        image, label = _display_slice(cases[i].image, cases[i].label)
+        for row in range(2):
+            ax = axes[row][col]
+            ax.imshow(image, cmap="gray", interpolation="nearest")
+            if row == 1:
+                ax.imshow(
+                    label,
+                    cmap=cmap,
+                    vmin=0,
+                    vmax=task.num_classes - 1,
+                    alpha=0.55,
+                    interpolation="nearest",
+                )
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][col].set_title(cases[i].case_id.removeprefix(f"{task.name}-"), fontsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(1, task.num_classes)]
+    fig.legend(
+        handles,
+        task.class_names[1:],
+        loc="lower center",
+        ncol=min(task.num_classes - 1, 8),
+        fontsize=7,
+        frameon=False,
+    )
+    fig.suptitle(f"{task.name} ({split}): {task.description}", fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return out
+
+
+def _show(args: argparse.Namespace) -> int:
+    from metricseg.data import get_task
+    from metricseg.data.stats import summarise, task_statistics
+
+    task = get_task(args.task, seed=args.seed, **parse_options(args.option))
+    out = save_montage(task, args.split, args.cases, args.out)
+    print(f"{task.name}: {task.description}")
+    print(
+        f"{task.spatial_dims}D, {task.num_classes} classes, {task.in_channels} channel(s); "
+        f"train {len(task.train)}, val {len(task.val)}, test {len(task.test)} cases; "
+        f"image {tuple(task.train[0].label.shape)}; source: {task.source}"
+    )
+    rows = []
+    for r in summarise(task_statistics(task), task.class_names):
+        rows.append(
+            [
+                r["class"],
+                f"{100 * r['mean_ratio']:.2f}",
+                f"{100 * r['min_ratio']:.2f}-{100 * r['max_ratio']:.2f}",
+                f"{r['present_in']}/{r['cases']}",
+                f"{r['objects_per_case']:.1f}",
+                f"{r['size_p05']:.0f} / {r['size_p50']:.0f} / {r['size_p95']:.0f}",
+            ]
+        )
+    _print_table(
+        rows,
+        ["class", "fg %", "range %", "present", "objects/case", "object size p5/p50/p95 (vox)"],
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from metricseg.data.download import DownloadError, fetch_msd
+
+    if not args.task.startswith("msd:"):
+        print(
+            f"error: only msd:TaskXX_Name tasks are downloaded, got {args.task!r}", file=sys.stderr
+        )
+        return 2
+    try:
+        folder = fetch_msd(args.task[4:], base_url=args.base_url, progress=True)
+    except (DownloadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.task} is in {folder}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.data_command == "list":
+        return _list()
+    if args.data_command == "show":
+        try:
+            return _show(args)
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return _download(args)

@@ -1,0 +1,110 @@
+"""`metricseg data list / show` through metricseg.cli.main and a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from metricseg.cli import main
+from metricseg.data import get_task, list_tasks
+
+
+def test_list_names_every_task_and_how_to_get_it(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("METRICSEG_DATA", str(tmp_path))
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    for info in list_tasks():
+        assert info.name in out
+    assert "metricseg data download msd:Task09_Spleen" in out
+    monkeypatch.setenv("METRICSEG_MRICRON_DIR", str(tmp_path))
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "no: sudo apt-get install mricron-data" in out
+
+
+def test_list_infos_agree_with_built_tasks():
+    infos = {i.name: i for i in list_tasks()}
+    for name in ("tiny-lesions", "synthetic-3d"):
+        task = get_task(name, num_train=1, num_val=1, num_test=1)
+        assert infos[name].num_classes == task.num_classes
+        assert infos[name].spatial_dims == task.spatial_dims
+        assert list(infos[name].class_names) == task.class_names
+
+
+@pytest.mark.parametrize("task", ["multiclass", "synthetic-3d"])
+def test_show_writes_a_png_and_prints_statistics(task, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "pics" / f"{task}.png"
+    assert (
+        main(
+            [
+                "data",
+                "show",
+                task,
+                "--out",
+                str(out),
+                "--cases",
+                "3",
+                "-o",
+                "num_train=4",
+                "-o",
+                "num_val=1",
+                "-o",
+                "num_test=1",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.width > 300
+        pixels = np.asarray(img.convert("RGB"))
+    assert pixels.std() > 10  # not a blank picture
+    stats_task = get_task(task, num_train=4, num_val=1, num_test=1)
+    for name in stats_task.class_names[1:]:
+        assert name in printed
+    assert "object size" in printed and f"wrote {out}" in printed
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
+
+
+def test_show_errors_exit_1(tmp_path, capsys):
+    assert main(["data", "show", "no-such-task", "--out", str(tmp_path / "x.png")]) == 1
+    assert "must be one of" in capsys.readouterr().err
+    assert (
+        main(["data", "show", "tiny-lesions", "--out", str(tmp_path / "x.png"), "-o", "bogus=1"])
+        == 1
+    )
+    assert "bogus" in capsys.readouterr().err
+    assert main(["data", "download", "tiny-lesions"]) == 2
+
+
+def test_subprocess_entry_point():
+    result = subprocess.run(
+        [sys.executable, "-m", "metricseg", "data", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "large-organ" in result.stdout
+
+
+def test_show_a_user_folder(tmp_path, capsys):
+    from metricseg.io import write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        label = np.zeros((24, 24), dtype=np.uint8)
+        label[4 : 8 + 2 * i, 6:14] = 1
+        write_image(
+            tmp_path / "data" / "images" / f"c{i}.png", (rng.random((24, 24)) * 99).astype(np.uint8)
+        )
+        write_image(tmp_path / "data" / "labels" / f"c{i}.png", label)
+    out = tmp_path / "folder.png"
+    assert main(["data", "show", f"folder:{tmp_path / 'data'}", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and "class-1" in printed and "5 cases" in printed
