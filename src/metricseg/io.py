@@ -146,6 +146,10 @@ def write_image(
     os.close(fd)
     try:
         sitk.WriteImage(img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        # mkstemp creates the file 0600; give it the mode a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
