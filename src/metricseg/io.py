@@ -112,6 +112,10 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Geometry]:
     return arr, geom
 
 
+def _rounded(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.round(values, 6))
+
+
 def check_geometry(
     a: Geometry, b: Geometry, *, atol: float = 1e-3, names: tuple[str, str] = ("a", "b")
 ) -> str | None:
@@ -121,8 +125,8 @@ def check_geometry(
         vb = np.asarray(getattr(b, field))
         if va.shape != vb.shape or not np.allclose(va, vb, atol=atol, rtol=0):
             return (
-                f"{field} differs: {names[0]} has {tuple(np.round(va, 6))}, "
-                f"{names[1]} has {tuple(np.round(vb, 6))} (tolerance {atol})"
+                f"{field} differs: {names[0]} has {_rounded(va)}, "
+                f"{names[1]} has {_rounded(vb)} (tolerance {atol})"
             )
     return None
 
