@@ -1,0 +1,50 @@
+"""``metricseg losses``: list the registered losses, their options and defaults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "list the losses (names for metricseg.losses.get), their options and defaults"
+DESCRIPTION = (
+    "List the registered losses: the name to pass to metricseg.losses.get(name, **options)\n"
+    "or to a training configuration, a one-line description, and every option with its\n"
+    "default.\n\n"
+    "examples:\n"
+    "  metricseg losses\n"
+    "  metricseg losses lovasz_softmax\n"
+    "  metricseg losses --json"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="*", metavar="NAME", help="only these losses")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run(args: argparse.Namespace) -> int:
+    from metricseg.losses import available, describe
+
+    names = args.names or available()
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        print(f"unknown loss name(s): {', '.join(unknown)}; available: {', '.join(available())}")
+        return 2
+    infos = [describe(n) for n in names]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"name": i.name, "description": i.description, "options": i.options}
+                    for i in infos
+                ],
+                indent=2,
+                default=repr,
+            )
+        )
+        return 0
+    for info in infos:
+        print(f"{info.name:<18} {info.description}")
+        options = ", ".join(f"{k}={v!r}" for k, v in info.options.items())
+        print(f"{'':<18} options: {options}")
+    return 0

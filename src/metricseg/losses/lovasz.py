@@ -1,0 +1,423 @@
+r"""Lovász-Softmax and Lovász hinge losses (Berman, Rannen Triki and Blaschko, CVPR 2018).
+
+The Lovász extension of the Jaccard loss of class :math:`c` is
+
+.. math::
+
+    \overline{\Delta_J}(e) = \sum_{k=1}^{N} e_{\pi(k)}\, g_k,\qquad
+    g_k = J_k - J_{k-1},\quad
+    J_k = 1 - \frac{|G| - |G \cap \pi_{1..k}|}{|G| + |\pi_{1..k} \setminus G|},
+
+where :math:`e` are the voxel errors sorted in decreasing order by :math:`\pi`,
+:math:`G` the voxels of class :math:`c` and :math:`J_0 = 0`. For Lovász-Softmax
+:math:`e_i = |[y_i = c] - p_{ci}|`; for the Lovász hinge
+:math:`e_i = \max(0, 1 - s_i x_i)` with :math:`s_i = \pm 1` and logits :math:`x`.
+
+Implementation: every (image, class) row — or every class row of the pooled
+batch when ``per_image=False`` — is sorted in **one** batched ``torch.sort``,
+with no Python loop over images or classes. Since
+:math:`J_k = k / (|G| - \mathrm{cumsum}_k(G) + k)`, the gradient ``g`` needs one
+cumulative sum. Ignored voxels get the error :math:`-\infty`, so they sort to
+the end of their row, where their ``g`` is set to 0: rows of different valid
+lengths share one sort. A custom :class:`torch.autograd.Function` keeps only
+the gradient with respect to the input (the piecewise-linear Lovász gradient,
+scattered back by the sort permutation), so no autograd graph is built through
+sort and gather.
+
+``per_image=False`` under DDP is per process: the exact pooled loss would need a
+global sort across processes, which is not done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from metricseg._checks import check_label_range
+from metricseg.losses._common import (
+    ClassesArg,
+    LossModule,
+    activate,
+    check_class_weights,
+    check_ignore_index,
+    check_label_map_dtype,
+    check_logits,
+    full_precision,
+    label_counts,
+    reduce_images,
+    selected_classes,
+    weighted_class_mean,
+)
+
+__all__ = ["LovaszHingeLoss", "LovaszSoftmaxLoss", "lovasz_hinge_loss", "lovasz_softmax_loss"]
+
+
+def _lovasz_rows(
+    box: list[torch.Tensor],
+    foreground_sorted: Any,
+    positives: torch.Tensor,
+    hinge: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Lovász loss and its gradient for each row, from one batched sort.
+
+    ``box`` holds ``[sorted_errors, perm]`` of ``torch.sort(errors, dim=1,
+    descending=True)`` and is emptied, so that the sorted errors can be freed
+    early (a list, because arguments stay referenced by the caller). The
+    (R, N) errors hold :math:`-\infty` at ignored voxels;
+    ``foreground_sorted(perm)`` returns the (R, N) boolean foreground in sorted
+    order; ``positives`` (R,) the number of foreground voxels of each row.
+    Returns the row losses (R,) and the gradient with respect to the errors
+    (R, N), in the original order.
+
+    With :math:`D_k = |G| - \mathrm{cumsum}_k(G) + k`, :math:`J_k = k / D_k`, and
+    the increments :math:`g_k = J_k - J_{k-1}` have the closed forms
+    :math:`1/D_k` (voxel ``k`` in ``G``; then :math:`D_k = D_{k-1}`) and
+    :math:`(D_k - k) / (D_k (D_k - 1))` (not in ``G``; :math:`D_k = D_{k-1} + 1`).
+    Differencing ``J`` directly would cancel catastrophically in float32 (``J``
+    is near 1 and the steps are near :math:`1/N`).
+    """
+    sorted_errors, perm = box
+    box.clear()
+    n = sorted_errors.shape[1]
+    fg = foreground_sorted(perm)
+    # float32 counts are exact up to 2**24 voxels per row
+    acc = errors_dtype = sorted_errors.dtype
+    if acc != torch.float64 and n > 2**24:
+        acc = torch.float64
+    k = torch.arange(1, n + 1, dtype=acc, device=sorted_errors.device)
+    d = fg.cumsum(1, dtype=acc)
+    d.neg_().add_(k).add_(positives.to(acc).unsqueeze(1))  # D_k
+    grad = d - k  # |G| - cumsum_k(G)
+    grad.div_(d)
+    # D_k - 1 is 0 only on the foreground (replaced next) or at k = 1 of a row
+    # without foreground (set below); integer-valued, so -1 then +1 is exact
+    grad.div_(d.sub_(1))
+    d.add_(1).reciprocal_()
+    torch.where(fg, d, grad, out=grad)  # in place: 1/D_k on the foreground
+    del d, fg
+    # a row without foreground: J_k = 1 for all k, so g = (1, 0, 0, ...)
+    grad[:, 0].masked_fill_(positives == 0, 1.0)
+    if acc != errors_dtype:
+        grad = grad.to(errors_dtype)
+    # ignored voxels (-inf) and, for the hinge, voxels past the max(0, .) kink carry nothing
+    # (softmax errors lie in [0, 1]: without ignored voxels nothing is inactive)
+    if hinge or bool(sorted_errors[:, -1].lt(0).any()):
+        inactive = sorted_errors <= 0 if hinge else sorted_errors < 0
+        grad.masked_fill_(inactive, 0.0)
+        sorted_errors.masked_fill_(inactive, 0.0)
+        del inactive
+    wide = torch.float64 if sorted_errors.device.type == "cpu" else sorted_errors.dtype
+    loss = (sorted_errors.mul_(grad)).sum(1, dtype=wide).to(errors_dtype)
+    del sorted_errors
+    grad_errors = torch.empty_like(grad).scatter_(1, perm, grad)
+    return loss, grad_errors
+
+
+def _small_labels(labels: torch.Tensor, top: int) -> torch.Tensor:
+    """Labels in the narrowest integer dtype holding ``top`` (fewer bytes to gather)."""
+    if top < 256:
+        # uint8, so that the 0/1 result of eq_ can be viewed as bool without a copy
+        return labels.to(torch.uint8)
+    if top < 2**15:
+        return labels.to(torch.int16)
+    return labels
+
+
+def _as_bool(flags: torch.Tensor) -> torch.Tensor:
+    """0/1 flags as bool: a free reinterpretation for uint8, a copy otherwise."""
+    return flags.view(torch.bool) if flags.dtype == torch.uint8 else flags.bool()
+
+
+class _LovaszFunction(torch.autograd.Function):
+    """Row losses of Lovász-Softmax (``hinge=False``) or the Lovász hinge (``hinge=True``).
+
+    forward(x (B, C, N), target, ignored (B, N) or None, positives, per_image, hinge):
+
+    * softmax: ``x`` probabilities, ``target`` labels (B, N) with ignored voxels set to C;
+    * hinge: ``x`` logits, ``target`` boolean foreground (B, C, N).
+
+    Returns (B, C) losses (``per_image``) or (C,) losses of the pooled batch.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        ignored: torch.Tensor | None,
+        positives: torch.Tensor,
+        per_image: bool,
+        hinge: bool,
+    ) -> torch.Tensor:
+        b, c, n = x.shape
+        x = x.detach()
+        if hinge:
+            errors = torch.where(target, 1.0 - x, 1.0 + x)
+        else:
+            y = target.unsqueeze(1)
+            if ignored is not None:
+                y = y.clamp_max(c - 1)
+            # error p for the other classes, 1 - p for the target class
+            errors = x.clone().scatter_(1, y, 1.0 - x.gather(1, y))
+        if ignored is not None:
+            errors.masked_fill_(ignored.unsqueeze(1), float("-inf"))
+        if per_image:
+            errors = errors.view(b * c, n)
+        else:
+            errors = errors.transpose(0, 1).reshape(c, b * n)
+
+        if hinge:
+            if per_image:
+                fg_rows = target.reshape(b * c, n)
+            else:
+                fg_rows = target.transpose(0, 1).reshape(c, b * n)
+
+            def foreground_sorted(perm: torch.Tensor) -> torch.Tensor:
+                return fg_rows.gather(1, perm)
+
+        else:
+            small = _small_labels(target, c)
+            cls = torch.arange(c, device=x.device, dtype=small.dtype)
+
+            def foreground_sorted(perm: torch.Tensor) -> torch.Tensor:
+                if per_image:
+                    lab = small.unsqueeze(1).expand(b, c, n).gather(2, perm.view(b, c, n))
+                    lab = lab.eq_(cls.view(1, c, 1)).view(b * c, n)
+                    return _as_bool(lab)
+                lab = small.reshape(1, b * n).expand(c, b * n).gather(1, perm)
+                return _as_bool(lab.eq_(cls.view(c, 1)))
+
+        # the sort's outputs go straight into _lovasz_rows, which frees them as soon
+        # as it can; a name here would keep them alive until the end
+        box = list(torch.sort(errors, dim=1, descending=True))
+        del errors
+        loss, grad = _lovasz_rows(box, foreground_sorted, positives.reshape(-1), hinge)
+        if per_image:
+            grad = grad.view(b, c, n)
+        else:
+            grad = grad.view(c, b, n).transpose(0, 1).contiguous()
+        # d error / d x is -1 on the foreground (error 1 - x) and +1 elsewhere
+        if hinge:
+            grad = torch.where(target, -grad, grad)
+        else:
+            grad.scatter_(1, y, grad.gather(1, y).neg_())
+        ctx.save_for_backward(grad)
+        ctx.per_image = per_image
+        return loss.view(b, c) if per_image else loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        scale = grad_loss.unsqueeze(-1) if ctx.per_image else grad_loss.view(1, -1, 1)
+        return grad * scale.to(grad.dtype), None, None, None, None, None
+
+
+def _dense_to_labels(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    if target.shape != probs.shape:
+        raise ValueError(
+            f"target must be a label map (B, *spatial) = {(probs.shape[0], *probs.shape[2:])} "
+            f"or one-hot (B, C, *spatial) = {tuple(probs.shape)}, got {tuple(target.shape)}"
+        )
+    t = target.detach()
+    if not (bool(((t == 0) | (t == 1)).all()) and bool((t.sum(1) == 1).all())):
+        raise ValueError(
+            "a (B, C, *spatial) target for Lovász-Softmax must be one-hot (exactly one 1 "
+            "per voxel); soft targets have no Lovász extension — pass a label map"
+        )
+    return t.argmax(1)
+
+
+def lovasz_softmax_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    activation: str | None = "softmax",
+    per_image: bool = False,
+    classes: ClassesArg = "present",
+    ignore_index: int | None = None,
+    class_weights: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Lovász-Softmax loss: the convex Lovász extension of the Jaccard loss, per class.
+
+    .. math::
+
+        \mathcal{L} = \frac{\sum_{c} w_c\, \overline{\Delta_{J_c}}(m(c))}{\sum_c w_c},
+        \qquad m_i(c) = |[y_i = c] - p_{ci}|
+
+    over the selected classes (see the module docs for :math:`\overline{\Delta_J}`).
+
+    Args:
+        logits: ``(B, C, *spatial)`` float, any number of spatial dims
+            (probabilities with ``activation=None``).
+        target: label map ``(B, *spatial)`` of ints, or one-hot ``(B, C, *spatial)``.
+        activation: ``"softmax"`` (default) or ``None`` (probabilities given).
+        per_image: one loss per image, then the mean (``True``), or one loss over
+            the pooled batch (``False``, the default; per process under DDP).
+        classes: ``"present"`` (default; classes in the target of the image or
+            batch, as in Berman et al.), ``"all"``, ``"foreground"`` or a list.
+        ignore_index: label whose voxels are left out entirely.
+        class_weights: one weight per class, background included.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` with ``per_image``).
+
+    Returns:
+        scalar loss (``(B,)`` for ``reduction="none"`` with ``per_image=True``).
+
+    Example:
+        >>> import torch
+        >>> probs = torch.tensor([[[0.8, 0.4], [0.2, 0.6]]])  # (1, 2, 2)
+        >>> labels = torch.tensor([[0, 1]])
+        >>> # class 0: errors sorted (0.4 bg, 0.2 fg), g = (1/2, 1/2) -> 0.3
+        >>> # class 1: errors sorted (0.4 fg, 0.2 bg), g = (1, 0) -> 0.4
+        >>> round(float(lovasz_softmax_loss(probs, labels, activation=None)), 4)
+        0.35
+    """
+    logits = check_logits(logits)
+    if activation == "sigmoid":
+        raise ValueError(
+            "lovasz_softmax_loss needs activation 'softmax' or None, got 'sigmoid'; "
+            "for binary or multi-label problems use lovasz_hinge_loss"
+        )
+    with full_precision(logits.device):
+        probs = activate(logits, activation)
+        b, c = probs.shape[:2]
+        ignore_index = check_ignore_index(ignore_index, c)
+        if target.ndim == probs.ndim:
+            if ignore_index is not None:
+                raise ValueError("ignore_index applies to label-map targets (B, *spatial)")
+            target = _dense_to_labels(target, probs)
+        elif target.shape != (b, *probs.shape[2:]):
+            raise ValueError(
+                f"target as a label map must have shape (B, *spatial) = "
+                f"{(b, *probs.shape[2:])}, got {tuple(target.shape)}"
+            )
+        check_label_map_dtype(target)
+        check_label_range(target, "target", c, ignore_index)
+        labels = target.reshape(b, -1).to(torch.int64)
+        ignored = None
+        if ignore_index is not None:
+            ignored = labels == ignore_index
+            if bool(ignored.any()):
+                labels = labels.masked_fill(ignored, c)
+            else:
+                ignored = None
+        positives = label_counts(labels, c, per_image)
+        per_class = _LovaszFunction.apply(
+            probs.reshape(b, c, -1), labels, ignored, positives, per_image, False
+        )
+        selected = selected_classes(classes, c, positives > 0)
+        weights = check_class_weights(class_weights, c, per_class)
+        return reduce_images(weighted_class_mean(per_class, selected, weights), reduction)
+
+
+def lovasz_hinge_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    per_image: bool = False,
+    classes: ClassesArg = "all",
+    ignore_index: int | None = None,
+    class_weights: Any = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Lovász hinge loss for binary (or independent multi-label) segmentation.
+
+    .. math::
+
+        \mathcal{L} = \overline{\Delta_{J}}\big(\max(0, 1 - s \odot x)\big),
+        \qquad s_i = 2[y_i = 1] - 1
+
+    per channel, averaged over the selected channels with ``class_weights``.
+
+    Args:
+        logits: ``(B, C, *spatial)`` float logits (no activation; ``C = 1`` for binary).
+        target: with ``C = 1``, a label map ``(B, *spatial)`` of 0/1 (plus
+            ``ignore_index``); or 0/1 masks ``(B, C, *spatial)`` (bool, int or float).
+        per_image: one loss per image and channel (``True``) or pooled (``False``).
+        classes: ``"all"`` (default), ``"present"`` (channels with foreground)
+            or a list of channel indices.
+        ignore_index: label-map value whose voxels are left out (``C = 1``).
+        class_weights: one weight per channel.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` with ``per_image``).
+
+    Returns:
+        scalar loss (``(B,)`` for ``reduction="none"`` with ``per_image=True``).
+
+    Example:
+        >>> import torch
+        >>> logits = torch.tensor([[[2.0, -0.5, 0.5]]])  # (1, 1, 3)
+        >>> labels = torch.tensor([[1, 0, 1]])
+        >>> # errors (0, 0.5, 0.5); sorted (0.5 fg, 0.5 bg, 0) -> g = (1/2, 1/6, 0)
+        >>> round(float(lovasz_hinge_loss(logits, labels)), 4)
+        0.3333
+    """
+    logits = check_logits(logits)
+    with full_precision(logits.device):
+        b, c = logits.shape[:2]
+        ignored = None
+        if target.ndim == logits.ndim - 1:
+            if c != 1:
+                raise ValueError(
+                    f"a label-map target (B, *spatial) needs logits with C = 1 channel, got "
+                    f"C = {c}; for multi-class problems use lovasz_softmax_loss, for "
+                    "multi-label ones pass 0/1 masks (B, C, *spatial)"
+                )
+            check_label_map_dtype(target)
+            if ignore_index is not None and ignore_index in (0, 1):
+                raise ValueError(f"ignore_index={ignore_index} is a label of the binary task")
+            check_label_range(target, "target", 2, ignore_index)
+            if tuple(target.shape) != (b, *logits.shape[2:]):
+                raise ValueError(
+                    f"target must have shape (B, *spatial) = {(b, *logits.shape[2:])}, "
+                    f"got {tuple(target.shape)}"
+                )
+            flat = target.reshape(b, -1)
+            fg = (flat == 1).unsqueeze(1)
+            if ignore_index is not None:
+                ignored = flat == ignore_index
+                if not bool(ignored.any()):
+                    ignored = None
+        elif target.shape == logits.shape:
+            if ignore_index is not None:
+                raise ValueError("ignore_index applies to label-map targets (B, *spatial)")
+            t = target.detach()
+            if not bool(((t == 0) | (t == 1)).all()):
+                raise ValueError("target masks (B, C, *spatial) must hold only 0 and 1")
+            fg = t.reshape(b, c, -1).bool()
+        else:
+            raise ValueError(
+                f"target must be a label map (B, *spatial) or masks (B, C, *spatial) for "
+                f"logits {tuple(logits.shape)}, got {tuple(target.shape)}"
+            )
+        if ignored is not None:
+            fg = fg & ~ignored.unsqueeze(1)
+        positives = fg.sum(-1)
+        if not per_image:
+            positives = positives.sum(0)
+        per_class = _LovaszFunction.apply(
+            logits.reshape(b, c, -1), fg, ignored, positives, per_image, True
+        )
+        selected = selected_classes(classes, c, positives > 0)
+        weights = check_class_weights(class_weights, c, per_class)
+        return reduce_images(weighted_class_mean(per_class, selected, weights), reduction)
+
+
+class LovaszSoftmaxLoss(LossModule):
+    """Lovász-Softmax loss (module form of :func:`lovasz_softmax_loss`).
+
+    Example:
+        >>> import torch
+        >>> loss = LovaszSoftmaxLoss(per_image=True, ignore_index=255)
+        >>> target = torch.tensor([[[0, 1], [2, 255]]])
+        >>> float(loss(torch.zeros(1, 3, 2, 2), target)) > 0
+        True
+    """
+
+    function = staticmethod(lovasz_softmax_loss)
+
+
+class LovaszHingeLoss(LossModule):
+    """Lovász hinge loss, binary or multi-label (module form of :func:`lovasz_hinge_loss`)."""
+
+    function = staticmethod(lovasz_hinge_loss)

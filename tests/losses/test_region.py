@@ -1,0 +1,260 @@
+"""Soft Dice / Jaccard / Tversky / generalized Dice: hand values, metric equality, MONAI."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from metricseg.counts import FN, FP, TP, confusion
+from metricseg.losses import (
+    GeneralizedDiceLoss,
+    SoftDiceLoss,
+    generalized_dice_loss,
+    soft_dice_loss,
+    soft_jaccard_loss,
+    soft_tversky_loss,
+)
+
+REGION = {
+    "dice": soft_dice_loss,
+    "jaccard": soft_jaccard_loss,
+    "tversky": lambda x, t, **kw: soft_tversky_loss(x, t, alpha=0.3, beta=0.7, **kw),
+    "generalized_dice": generalized_dice_loss,
+}
+
+
+def _hard_score(counts, kind):
+    tp, fp, fn = (counts[..., i].double() for i in (TP, FP, FN))
+    if kind == "dice":
+        return 2 * tp / (2 * tp + fp + fn)
+    if kind == "jaccard":
+        return tp / (tp + fp + fn)
+    return tp / (tp + 0.3 * fp + 0.7 * fn)
+
+
+def _every_class_present(b, c, shape):
+    labels = torch.randint(0, c, (b, *shape))
+    labels.view(b, -1)[:, :c] = torch.arange(c)  # each image holds each class
+    return labels
+
+
+@pytest.mark.parametrize("kind", ["dice", "jaccard", "tversky"])
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("spatial", [(7, 9), (4, 5, 6)])
+def test_one_minus_loss_is_the_hard_metric(kind, per_image, spatial):
+    b, c = 3, 4
+    target = _every_class_present(b, c, spatial)
+    pred = _every_class_present(b, c, spatial)
+    probs = F.one_hot(pred, c).movedim(-1, 1).double()
+    loss = REGION[kind](probs, target, activation=None, smooth=0.0, per_image=per_image)
+    counts = confusion(pred, target, c, per_image=per_image)
+    metric = _hard_score(counts, kind).mean(-1).mean()
+    torch.testing.assert_close(1 - loss, metric)
+
+
+@pytest.mark.parametrize("kind", ["dice", "jaccard", "tversky"])
+def test_one_minus_loss_equals_metricseg_metrics(kind):
+    metrics = pytest.importorskip("metricseg.metrics")
+    b, c = 2, 3
+    target = _every_class_present(b, c, (6, 5, 4))
+    pred = _every_class_present(b, c, (6, 5, 4))
+    probs = F.one_hot(pred, c).movedim(-1, 1).double()
+    loss = REGION[kind](
+        probs, target, activation=None, smooth=0.0, per_image=True, reduction="none"
+    )
+    if kind == "tversky":
+        score = metrics.tversky(pred, target, alpha=0.3, beta=0.7, num_classes=c)
+    else:
+        score = getattr(metrics, kind)(pred, target, num_classes=c)
+    torch.testing.assert_close(1 - loss, score.mean(-1))
+
+
+@pytest.mark.parametrize("kind", list(REGION))
+@pytest.mark.parametrize("classes", ["all", "present", "foreground", [0, 2]])
+def test_per_image_equals_mean_of_single_image_calls(kind, classes):
+    logits = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    target = torch.randint(0, 4, (3, 5, 6))
+    target[1] = target[1].clamp_max(1)  # image 1 lacks classes 2 and 3
+    kw = {"classes": classes, "per_image": True, "ignore_index": 255}
+    target[0, 0, :3] = 255
+    batch = REGION[kind](logits, target, **kw)
+    single = torch.stack(
+        [REGION[kind](logits[i : i + 1], target[i : i + 1], **kw) for i in range(3)]
+    )
+    torch.testing.assert_close(batch, single.mean())
+    none = REGION[kind](logits, target, reduction="none", **kw)
+    torch.testing.assert_close(none, single)
+
+
+def test_hand_values_dice_jaccard_tversky_with_smooth():
+    probs = torch.tensor([[[0.9, 0.2, 0.0], [0.1, 0.8, 1.0]]], dtype=torch.float64)
+    target = torch.tensor([[0, 1, 1]])
+    # class 0: TP 0.9 FP 0.2 FN 0.1; class 1: TP 1.8 FP 0.1 FN 0.2
+    s = 1.0
+    d0, d1 = (1.8 + s) / (1.8 + 0.3 + s), (3.6 + s) / (3.6 + 0.3 + s)
+    got = soft_dice_loss(probs, target, activation=None, smooth=s)
+    torch.testing.assert_close(got, torch.tensor(1 - (d0 + d1) / 2, dtype=torch.float64))
+    j0, j1 = (0.9 + s) / (1.2 + s), (1.8 + s) / (2.1 + s)
+    got = soft_jaccard_loss(probs, target, activation=None, smooth=s, log_loss=True)
+    expected = -(torch.log(torch.tensor(j0)) + torch.log(torch.tensor(j1))) / 2
+    torch.testing.assert_close(got.float(), expected.float())
+    t0 = 0.9 / (0.9 + 0.2 * 0.2 + 0.8 * 0.1)
+    t1 = 1.8 / (1.8 + 0.2 * 0.1 + 0.8 * 0.2)
+    got = soft_tversky_loss(probs, target, activation=None, alpha=0.2, beta=0.8, smooth=0.0)
+    torch.testing.assert_close(got, torch.tensor(1 - (t0 + t1) / 2, dtype=torch.float64))
+
+
+def test_squared_denominator_and_class_weights():
+    probs = torch.tensor([[[0.9, 0.2, 0.0], [0.1, 0.8, 1.0]]], dtype=torch.float64)
+    target = torch.tensor([[0, 1, 1]])
+    # Milletari: 2 Σpt / (Σp² + Σt²)
+    d0 = 2 * 0.9 / (0.81 + 0.04 + 0.0 + 1)
+    d1 = 2 * 1.8 / (0.01 + 0.64 + 1.0 + 2)
+    got = soft_dice_loss(
+        probs, target, activation=None, smooth=0.0, squared=True, class_weights=[1.0, 3.0]
+    )
+    torch.testing.assert_close(got, torch.tensor(1 - (d0 + 3 * d1) / 4, dtype=torch.float64))
+
+
+def test_tversky_half_half_is_dice_and_one_one_is_jaccard():
+    logits = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 8, 8))
+    kw = {"smooth": 0.0, "per_image": True}
+    torch.testing.assert_close(
+        soft_tversky_loss(logits, target, alpha=0.5, beta=0.5, **kw),
+        soft_dice_loss(logits, target, **kw),
+    )
+    torch.testing.assert_close(
+        soft_tversky_loss(logits, target, alpha=1, beta=1, **kw),
+        soft_jaccard_loss(logits, target, **kw),
+    )
+
+
+@pytest.mark.parametrize("kind", list(REGION))
+def test_label_map_equals_one_hot_target_and_ignore_equals_dropping_voxels(kind):
+    logits = torch.randn(2, 3, 10, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 10))
+    onehot = F.one_hot(target, 3).movedim(-1, 1).double()
+    torch.testing.assert_close(REGION[kind](logits, target), REGION[kind](logits, onehot))
+    target_ign = target.clone()
+    target_ign[:, 7:] = -1
+    dropped = REGION[kind](logits[..., :7], target[:, :7])
+    torch.testing.assert_close(REGION[kind](logits, target_ign, ignore_index=-1), dropped)
+
+
+def test_absent_class_never_gives_nan_or_inf():
+    logits = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.zeros(2, 6, 6, dtype=torch.long)  # only class 0
+    for fn in REGION.values():
+        for smooth in (0.0, 1e-5):
+            for log_loss in (False, True):
+                loss = fn(logits, target, smooth=smooth, log_loss=log_loss)
+                (grad,) = torch.autograd.grad(loss, logits)
+                assert torch.isfinite(loss) and torch.isfinite(grad).all()
+    # GDL: absent class takes the largest finite weight -> its FP still counts
+    probs = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    only0 = torch.tensor([[0, 0, 0]])
+    # w0 = 1/9, w1 := 1/9; GD = 2*(2/9) / ((1/9)(4 + 1) + (1/9)*1)
+    got = generalized_dice_loss(probs, only0, activation=None, smooth=0.0)
+    torch.testing.assert_close(got, torch.tensor(1 - 4 / 6, dtype=torch.float64))
+
+
+def test_empty_in_target_and_prediction_scores_one_with_smooth_zero():
+    probs = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]], dtype=torch.float64)
+    target = torch.tensor([[0, 0]])
+    assert float(soft_dice_loss(probs, target, activation=None, smooth=0.0)) == 0.0
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("batch", [True, False])
+def test_cross_check_against_monai(per_image, batch):
+    monai_losses = pytest.importorskip("monai.losses")
+    if per_image == batch:
+        return
+    logits = torch.randn(2, 4, 6, 7, 5, dtype=torch.float64)
+    target = torch.randint(0, 4, (2, 6, 7, 5))
+    ref = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, batch=batch)(
+        logits, target[:, None]
+    )
+    torch.testing.assert_close(soft_dice_loss(logits, target, per_image=per_image), ref)
+    ref = monai_losses.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, batch=batch)(
+        logits, target[:, None]
+    )
+    torch.testing.assert_close(generalized_dice_loss(logits, target, per_image=per_image), ref)
+    ref = monai_losses.TverskyLoss(
+        softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7, batch=batch
+    )(logits, target[:, None])
+    got = soft_tversky_loss(logits, target, alpha=0.3, beta=0.7, per_image=per_image)
+    torch.testing.assert_close(got, ref)
+
+
+@pytest.mark.parametrize("kind", list(REGION))
+@pytest.mark.parametrize("spatial", [(3, 4), (2, 3, 2)])
+def test_gradcheck(kind, spatial):
+    logits = torch.randn(2, 3, *spatial, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 3, (2, *spatial))
+    target.view(-1)[0] = 7
+    fn = REGION[kind]
+    for kw in ({}, {"per_image": True, "squared": True, "ignore_index": 7, "smooth": 0.0},
+               {"log_loss": True, "activation": "sigmoid", "ignore_index": 7}):  # fmt: skip
+        if "ignore_index" not in kw:
+            kw = {**kw, "ignore_index": 7}
+        assert torch.autograd.gradcheck(
+            lambda x, kw=kw: fn(x, target, **kw), (logits,), fast_mode=True
+        )
+    # soft targets: gradients for both (GDL's weights come from the target without gradient)
+    soft = torch.rand(2, 3, *spatial, dtype=torch.float64, requires_grad=kind != "generalized_dice")
+    assert torch.autograd.gradcheck(lambda x, t: fn(x, t), (logits, soft), fast_mode=True)
+
+
+def test_modules_and_input_errors():
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.randint(0, 3, (2, 4, 4))
+    assert torch.isclose(
+        SoftDiceLoss(smooth=0.0)(logits, target), soft_dice_loss(logits, target, smooth=0.0)
+    )
+    assert "weight_type='simple'" in repr(GeneralizedDiceLoss(weight_type="simple"))
+    with pytest.raises(TypeError, match=r"unknown option.*smoth"):
+        SoftDiceLoss(smoth=1.0)
+    with pytest.raises(ValueError, match="label 3, outside"):
+        soft_dice_loss(logits, target + 1)
+    with pytest.raises(TypeError, match="integer dtype"):
+        soft_dice_loss(logits, target.float())
+    with pytest.raises(ValueError, match=r"\(B, \*spatial\)"):
+        soft_dice_loss(logits, target[:, :3])
+    with pytest.raises(ValueError, match="ignore_index=1 lies inside the class range"):
+        soft_dice_loss(logits, target, ignore_index=1)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        soft_dice_loss(logits, target, activation="relu")
+    with pytest.raises(ValueError, match="probabilities in \\[0, 1\\]"):
+        soft_dice_loss(logits, target, activation=None)
+    with pytest.raises(ValueError, match="class_weights must hold one weight per class"):
+        soft_dice_loss(logits, target, class_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="classes holds \\[5\\]"):
+        soft_dice_loss(logits, target, classes=[0, 5])
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        soft_dice_loss(logits, target, reduction="avg")
+    with pytest.raises(TypeError, match="floating point"):
+        soft_dice_loss(target, target)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("ignore", [False, True])
+def test_fused_softmax_counts_equal_soft_counts_of_softmax(squared, ignore, monkeypatch):
+    import metricseg.losses._softmax_counts as fused
+    from metricseg.counts import soft_counts
+    from metricseg.losses.region import _softmax_label_counts
+
+    monkeypatch.setattr(fused, "_CHUNK_ELEMENTS", 64)  # many chunks, a ragged last one
+    logits = torch.randn(2, 3, 7, 11, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 7, 11))
+    if ignore:
+        labels[0, :3] = 255
+    ref = soft_counts(
+        torch.softmax(logits, 1), labels, ignore_index=255 if ignore else None, squared=squared
+    )
+    got = _softmax_label_counts(logits, labels, 255 if ignore else None, squared)
+    torch.testing.assert_close(got, ref)
+    weights = torch.randn_like(ref)
+    (g_ref,) = torch.autograd.grad((ref * weights).sum(), logits)
+    (g_got,) = torch.autograd.grad((got * weights).sum(), logits)
+    torch.testing.assert_close(g_got, g_ref)
