@@ -340,6 +340,20 @@ def soft_counts(
     if not probs.dtype.is_floating_point:
         raise TypeError(f"probs must be floating point, got {probs.dtype}")
     kind = check_probabilities_shape(probs, target, "probs", "target")
+    # autocast would run the einsums below in half precision again
+    with torch.autocast(device_type=probs.device.type, enabled=False):
+        return _soft_counts(probs, target, kind, ignore_index, mask, per_image, squared)
+
+
+def _soft_counts(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+    ignore_index: int | None,
+    mask: torch.Tensor | None,
+    per_image: bool,
+    squared: bool,
+) -> torch.Tensor:
     if probs.dtype in (torch.float16, torch.bfloat16):
         probs = probs.float()
     b, c = probs.shape[:2]
@@ -396,4 +410,3 @@ def soft_counts(
     if not per_image:
         counts = counts.sum(0)
     return counts
-
