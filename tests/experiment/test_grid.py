@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+import metricseg.train as train_module
+from metricseg.experiment.executor import LocalExecutor, get_executor
+from metricseg.experiment.grid import (
+    RunSpec,
+    apply_fold,
+    expand_grid,
+    load_result,
+    load_task,
+    result_path,
+    run_one,
+    run_one_safe,
+)
+
+from .conftest import TINY_2D, TINY_3D, TINY_TRAIN
+
+
+def test_expand_grid_and_paths(tmp_path):
+    specs = expand_grid(
+        ["a", ("b", {"num_train": 3}, {"epochs": 9})],
+        ["ce", "soft_dice"],
+        [0, 1],
+        folds=3,
+        train={"epochs": 2, "lr": 0.1},
+        loss_options={"ce": {"label_smoothing": 0.1}},
+    )
+    assert len(specs) == 2 * 2 * 2 * 3
+    b = next(s for s in specs if s.task == "b")
+    assert b.train == {"epochs": 9, "lr": 0.1} and b.task_options == {"num_train": 3}
+    assert [s.loss_options for s in specs[:6]] == [{"label_smoothing": 0.1}] * 6
+    assert result_path(specs[1], tmp_path) == tmp_path / "runs" / "a" / "ce" / "seed0-fold1.json"
+    with pytest.raises(ValueError, match="fold"):
+        RunSpec("a", "ce", fold=5, num_folds=5)
+
+
+def test_run_one_2d_writes_rows_and_skips_when_finished(tmp_path, tiny_spec, monkeypatch):
+    path = run_one(tiny_spec, tmp_path)
+    assert path == result_path(tiny_spec, tmp_path)
+    res = load_result(path)
+    assert res["spec"] == tiny_spec.to_dict()
+    assert len(res["rows"]) == TINY_2D["num_test"] * 2  # cases × classes
+    assert res["epochs_run"] == 2 and len(res["history"]) == 2
+    row = res["rows"][1]
+    assert row["dice"] == pytest.approx(2 * row["tp"] / (2 * row["tp"] + row["fp"] + row["fn"]))
+    assert (path.with_suffix(".work") / "checkpoint.pt").is_file()
+
+    # finished: a rerun must not train again
+    def boom(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(train_module, "train", boom)
+    mtime = path.stat().st_mtime_ns
+    assert run_one(tiny_spec, tmp_path) == path
+    assert path.stat().st_mtime_ns == mtime
+    outcome = run_one_safe(tiny_spec, tmp_path)
+    assert outcome.ok and outcome.skipped
+    # another spec at the same path (more epochs) is not "finished"
+    changed = dataclasses.replace(tiny_spec, train={**TINY_TRAIN, "epochs": 3})
+    failed = run_one_safe(changed, tmp_path)
+    assert not failed.ok and "trained again" in failed.error
+
+
+def test_run_one_3d_end_to_end(tmp_path):
+    spec = RunSpec(
+        "synthetic-3d", "ce", task_options=TINY_3D, train={**TINY_TRAIN, "channels": [4, 8]}
+    )
+    res = load_result(run_one(spec, tmp_path))
+    assert res["task_info"]["spatial_dims"] == 3
+    assert len(res["rows"]) == TINY_3D["num_test"] * 3
+    assert all(0 <= r["hamming"] <= 1 for r in res["rows"])
+
+
+def test_failed_run_loses_nothing_else(tmp_path, tiny_spec):
+    bad = dataclasses.replace(tiny_spec, loss="no_such_loss")
+    seen = []
+    outcomes = LocalExecutor().run(
+        [bad, tiny_spec], tmp_path, on_done=lambda i, n, o: seen.append((i, n, o.ok))
+    )
+    assert seen == [(1, 2, False), (2, 2, True)]
+    assert "no_such_loss" in outcomes[0].error
+    assert result_path(bad, tmp_path).with_suffix(".error.txt").is_file()
+    assert not result_path(bad, tmp_path).exists()
+    assert load_result(result_path(tiny_spec, tmp_path)) is not None
+
+
+def test_stale_checkpoint_of_other_spec_is_discarded(tmp_path, tiny_spec):
+    other = dataclasses.replace(tiny_spec, train={**TINY_TRAIN, "epochs": 1})
+    run_one(other, tmp_path)
+    result_path(other, tmp_path).unlink()  # as if killed after the last checkpoint
+    res = load_result(run_one(tiny_spec, tmp_path))
+    assert res["resumed_from_epoch"] == 0 and res["epochs_run"] == 2
+    work_spec = json.loads(
+        (result_path(tiny_spec, tmp_path).with_suffix(".work") / "spec.json").read_text()
+    )
+    assert work_spec == tiny_spec.to_dict()
+
+
+def test_killed_run_resumes_from_checkpoint(tmp_path, tiny_spec):
+    first = load_result(run_one(tiny_spec, tmp_path / "a"))
+    # keep the work folder of a finished run but drop its result: the rerun resumes at epoch 2
+    result_path(tiny_spec, tmp_path / "a").unlink()
+    again = load_result(run_one(tiny_spec, tmp_path / "a"))
+    assert again["resumed_from_epoch"] == 2
+    assert again["rows"] == first["rows"]
+
+
+def test_apply_fold_partitions_train_and_val():
+    task = load_task(RunSpec("large-organ", "ce", task_options=TINY_2D))
+    ids = {c.case_id for c in [*task.train, *task.val]}
+    vals = []
+    for k in range(3):
+        f = apply_fold(task, k, 3)
+        assert {c.case_id for c in [*f.train, *f.val]} == ids
+        assert f.test == task.test
+        vals += [c.case_id for c in f.val]
+    assert sorted(vals) == sorted(ids)
+
+
+def test_get_executor():
+    assert isinstance(get_executor("local", jobs=2), LocalExecutor)
+    with pytest.raises(ValueError, match="executor must be one of"):
+        get_executor("slurm")
+    with pytest.raises(ValueError, match="jobs"):
+        LocalExecutor(jobs=0)
