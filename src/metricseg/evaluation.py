@@ -15,13 +15,13 @@ import csv
 import io as _io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from metricseg.atomic import atomic_write_text
 from metricseg.counts import confusion
 from metricseg.io import (
     GEOMETRY_SUFFIXES,
@@ -301,18 +301,7 @@ def write_case_csv(path: str | os.PathLike[str], result: EvaluationResult) -> Pa
             row = [case.name, label, tp, fp, fn, case.num_voxels]
             row += [_fmt(result.scores[m][i, j]) for m in result.metrics]
             w.writerow(row)
-    # atomic: a temporary file in the same folder, then os.replace (metricseg.train.atomic
-    # does the same, but importing metricseg.train would pull in MONAI for a CSV)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write_text(out, buf.getvalue())
 
 
 def _padded(counts: np.ndarray, label: int) -> np.ndarray:

@@ -12,11 +12,12 @@ crash never leaves a half-written image.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from metricseg.atomic import atomic_path
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -145,17 +146,6 @@ def write_image(
         img.SetSpacing(geometry.spacing)
         img.SetOrigin(geometry.origin)
         img.SetDirection(geometry.direction)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(img, tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
-        # mkstemp creates the file 0600; give it the mode a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p, suffix=suffix) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
     return p

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ast
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from metricseg.atomic import atomic_path
 
 HELP = "list, show and download segmentation tasks (synthetic, real offline, MSD, your folders)"
 DESCRIPTION = """\
@@ -147,15 +147,11 @@ def save_montage(task, split: str, count: int, out: Path) -> Path:
     fig.suptitle(f"{task.name} ({split}): {task.description}", fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, out)
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return out
 
 

@@ -212,8 +212,8 @@ def run_one(spec: RunSpec, out_dir: str | Path, *, progress: bool | None = None)
     """
     import numpy as np
 
+    from metricseg.atomic import atomic_write_json
     from metricseg.train import TrainConfig, case_rows, predict_labels, train
-    from metricseg.train.atomic import atomic_write_json
     from metricseg.train.loop import _autocast_dtype, inference_roi
     from metricseg.train.models import size_divisor
 
@@ -323,7 +323,7 @@ def run_one_safe(spec: RunSpec, out_dir: str | Path, *, progress: bool | None = 
     The traceback of a failed run is also written next to where its result
     would be (``<run_name>.error.txt``).
     """
-    from metricseg.train.atomic import atomic_write_text
+    from metricseg.atomic import atomic_write_text
 
     path = result_path(spec, out_dir)
     t0 = time.perf_counter()

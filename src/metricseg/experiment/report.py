@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from metricseg.atomic import atomic_write, atomic_write_json, atomic_write_text
 from metricseg.experiment import stats
-from metricseg.train.atomic import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = ["CSV_COLUMNS", "build_report", "collect_records", "print_tables", "write_runs_csv"]
 

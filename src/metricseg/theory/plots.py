@@ -9,12 +9,12 @@ renamed.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from metricseg.atomic import atomic_path
 from metricseg.theory import bounds
 from metricseg.theory.hamming import hamming_counterexample_family
 from metricseg.theory.verify import DEFAULT_HAMMING_WEIGHTS, VerificationReport
@@ -42,19 +42,8 @@ def _finish(ax: Any, legend_loc: str, labels: tuple[str, str, str], **limits: An
 
 
 def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        # mkstemp creates the file private (0600); give it the mode a plain write would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

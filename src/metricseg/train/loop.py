@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from metricseg.atomic import torch_save_atomic
 from metricseg.data.patches import random_patch
 from metricseg.data.task import Case, Task
-from metricseg.train.atomic import torch_save_atomic
 from metricseg.train.evaluation import foreground_dice
 from metricseg.train.inference import predict_labels
 from metricseg.train.models import DEFAULT_CHANNELS, build_model, size_divisor
