@@ -188,18 +188,31 @@ def _plot_by_size(strata, tasks, losses, plots: Path) -> Path | None:
     if not strata:
         return None
     bins = [name for _, name in stats.SIZE_BINS]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks) + 1, 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    ncols = min(5, len(tasks))
+    nrows = -(-len(tasks) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.4 * ncols + 1, 3.2 * nrows + 0.4), squeeze=False
+    )
+    for ax in axes.flat[len(tasks) :]:
+        ax.set_visible(False)
+    for ax, task in zip(axes.flat, tasks):
         for loss in losses:
             vals = {b: m for t, lo, b, _, m in strata if t == task and lo == loss}
             if vals:
-                ax.plot([bins.index(b) for b in vals], list(vals.values()), marker="o", label=loss)
+                ax.plot(
+                    [bins.index(b) for b in vals],
+                    list(vals.values()),
+                    marker="o",
+                    label=loss,
+                    color=f"C{list(losses).index(loss) % 10}",  # one colour per loss in every panel
+                )
         ax.set_xticks(range(len(bins)), bins, fontsize=8)
         ax.set_title(task, fontsize=9)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("Dice (per case and class)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    for row in axes:
+        row[0].set_ylabel("Dice (per case and class)")
+    axes.flat[len(tasks) - 1].legend(fontsize=7, loc="lower right")
     fig.suptitle("Dice by mean object size")
     fig.tight_layout()
     path = _save_fig(fig, plots / "dice_by_size.png")
