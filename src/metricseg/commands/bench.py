@@ -68,6 +68,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--executor", default="local", help="local (default) or ray where installed"
     )
     parser.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="--executor ray: the Ray cluster (auto, HOST:6379, ray://HOST:10001); "
+        "default: a Ray instance on this machine",
+    )
+    parser.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=None,
+        metavar="G",
+        help="--executor ray: GPUs per run (default 1 with --device cuda, else 0); "
+        "--threads sets the CPUs per run (default 1)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         metavar="N",
@@ -114,10 +129,10 @@ def command_line(args: argparse.Namespace) -> str:
         value = getattr(args, flag)
         if value:
             parts += [f"--{flag}", ",".join(str(v) for v in value)]
-    for flag in ("epochs", "device", "executor", "jobs", "threads"):
-        value = getattr(args, flag)
+    for flag in ("epochs", "device", "executor", "address", "gpus_per_run", "jobs", "threads"):
+        value = getattr(args, flag, None)
         if value is not None and not (flag == "executor" and value == "local"):
-            parts += [f"--{flag}", str(value)]
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
     if args.out != "metricseg-bench":
         parts += ["--out", args.out]
     return " ".join(parts)
@@ -141,6 +156,15 @@ def run(args: argparse.Namespace) -> int:
     # a wide table even when the output is a file or a pipe
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     t_start = time.perf_counter()
+    from metricseg.train.ddp import launched_by_torchrun
+
+    if launched_by_torchrun():
+        console.print(
+            "[red]error:[/red] metricseg bench does not run under torchrun: its runs are "
+            "independent; spread them with --executor ray (one GPU per run), or use torchrun "
+            "with `metricseg train` for one large run"
+        )
+        return 2
     cuda = bool(args.device and args.device.startswith("cuda"))
     if cuda and not torch.cuda.is_available():
         console.print(f"[red]--device {args.device}: torch sees no CUDA device[/red]")
@@ -194,8 +218,17 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"{head}: test Dice {dice:.3f} ({how})")
 
     try:
-        options = {"jobs": jobs, "threads_per_job": threads, "progress": args.progress}
-        executor = get_executor(args.executor, **(options if args.executor == "local" else {}))
+        if args.executor == "ray":
+            gpus = args.gpus_per_run if args.gpus_per_run is not None else (1 if cuda else 0)
+            options = {
+                "address": args.address,
+                "num_cpus_per_run": args.threads or 1,
+                "num_gpus_per_run": gpus,
+                "progress": bool(args.progress),
+            }
+        else:
+            options = {"jobs": jobs, "threads_per_job": threads, "progress": args.progress}
+        executor = get_executor(args.executor, **options)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2

@@ -15,6 +15,11 @@ continues an interrupted run from its checkpoint to the same result.
 examples:
   metricseg train --task tiny-lesions --loss soft_dice --epochs 20
   metricseg train --task synthetic-3d --loss lovasz_softmax --device cuda --out runs3d --resume
+  torchrun --nproc_per_node=4 -m metricseg train --task synthetic-3d --loss soft_dice --device cuda
+
+Under torchrun the run is data-parallel (DDP: NCCL on CUDA, one GPU per process; gloo
+on CPU); --batch-size is the global batch, a multiple of the number of processes; rank 0
+writes the checkpoint, the result and the output (docs/scale.md).
 """
 
 
@@ -55,7 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from the checkpoint in OUT if there is one"
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: the usable cores)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: the usable cores / torchrun's processes on this node)",
     )
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")  # fmt: skip
@@ -69,12 +77,16 @@ def run(args: argparse.Namespace) -> int:
 
     from metricseg.commands.bench import usable_cores
     from metricseg.commands.data import parse_options
+    from metricseg.distributed import barrier, is_main_process
     from metricseg.experiment.grid import RunSpec, result_path, run_one
+    from metricseg.train import ddp
 
-    torch.set_num_threads(args.threads or usable_cores())
+    torch.set_num_threads(args.threads or max(1, usable_cores() // ddp.local_processes()))
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"error: --device {args.device}: torch sees no CUDA device")
         return 2
+    ddp.init_from_env(args.device)  # under torchrun: join the DDP process group
+    is_main = is_main_process()
     train: dict[str, object] = {"device": args.device, "amp": args.amp}
     for key in ("epochs", "batch_size", "lr", "patience"):
         if getattr(args, key) is not None:
@@ -87,14 +99,17 @@ def run(args: argparse.Namespace) -> int:
             task=args.task, loss=args.loss, seed=args.seed, task_options=task_options, train=train
         )
         path = result_path(spec, args.out)
-        if not args.resume:
+        if not args.resume and is_main:
             # a fresh run: drop an earlier result and checkpoint of the same run
             path.unlink(missing_ok=True)
             shutil.rmtree(path.with_suffix(".work"), ignore_errors=True)
-        path = run_one(spec, args.out, progress=args.progress)
+        barrier()
+        path = run_one(spec, args.out, progress=args.progress if is_main else False)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}")
         return 2
+    if not is_main:
+        return 0  # rank 0 scores the test cases and reports
     res = json.loads(path.read_text())
     fg = [r for r in res["rows"] if r["class_index"] > 0]
     print(

@@ -213,6 +213,7 @@ def run_one(spec: RunSpec, out_dir: str | Path, *, progress: bool | None = None)
     import numpy as np
 
     from metricseg.atomic import atomic_write_json
+    from metricseg.distributed import barrier, is_main_process
     from metricseg.train import TrainConfig, case_rows, predict_labels, train
     from metricseg.train.loop import _autocast_dtype, inference_roi
     from metricseg.train.models import size_divisor
@@ -224,15 +225,17 @@ def run_one(spec: RunSpec, out_dir: str | Path, *, progress: bool | None = None)
         return path
     work = path.with_suffix(".work")
     spec_file = work / "spec.json"
-    if work.exists():
-        try:
-            same = json.loads(spec_file.read_text()) == wanted
-        except (OSError, ValueError):
-            same = False
-        if not same:  # a checkpoint of an older spec: start afresh
-            shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(spec_file, wanted)
+    if is_main_process():  # under torchrun rank 0 alone touches the files
+        if work.exists():
+            try:
+                same = json.loads(spec_file.read_text()) == wanted
+            except (OSError, ValueError):
+                same = False
+            if not same:  # a checkpoint of an older spec: start afresh
+                shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(spec_file, wanted)
+    barrier()
 
     t0 = time.perf_counter()
     task = load_task(spec)
@@ -241,6 +244,8 @@ def run_one(spec: RunSpec, out_dir: str | Path, *, progress: bool | None = None)
     result = train(
         task, spec.loss, config, seed=spec.seed, out_dir=work, resume=True, progress=progress
     )
+    if not is_main_process():
+        return path  # under torchrun rank 0 alone scores the test cases and writes the result
 
     t1 = time.perf_counter()
     import torch

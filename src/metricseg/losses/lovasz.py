@@ -24,8 +24,19 @@ the gradient with respect to the input (the piecewise-linear Lovász gradient,
 scattered back by the sort permutation), so no autograd graph is built through
 sort and gather.
 
-``per_image=False`` under DDP is per process: the exact pooled loss would need a
-global sort across processes, which is not done.
+Under DDP (an initialised ``torch.distributed`` group of ``W > 1`` processes),
+``per_image=False`` with ``sync_across_processes=True`` (the default) is exact:
+every rank gathers the class-probability rows (or logits, for the hinge) and
+the labels of all ranks with a differentiable all-gather
+(:func:`metricseg.distributed.all_gather_cat`; ranks may hold different batch
+and image sizes) and computes the Lovász loss of the whole global batch. Every rank gets
+the same value; the gather's backward hands each rank ``W`` times the
+whole-batch gradient of its own shard, so DDP's ``1/W`` average of the
+parameter gradients equals the one-process whole-batch gradient. The cost:
+each rank holds and sorts ``C × (all voxels of the global batch)`` — ``W``
+times the memory and sort work of the per-process loss — plus one all-gather
+of ``C + 1`` values per voxel. ``sync_across_processes=False`` keeps the
+cheaper per-process pooled loss.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from typing import Any
 import torch
 
 from metricseg._checks import check_label_range
+from metricseg.distributed import all_gather_cat, is_distributed
 from metricseg.losses._common import (
     ClassesArg,
     LossModule,
@@ -213,6 +225,22 @@ class _LovaszFunction(torch.autograd.Function):
         return grad * scale.to(grad.dtype), None, None, None, None, None
 
 
+def _gather_pooled(x: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """The pooled batch of all processes as one image: ``(1, C, M)``, then ``(1, ..., M)``.
+
+    ``x`` (B, C, N) (differentiable) and each of ``others`` (B, N) or (B, K, N)
+    (not differentiable) of this rank are flattened to ``M_r = B N`` voxels and
+    concatenated over ranks in rank order (``M = sum_r M_r``).
+    """
+    out = []
+    for i, t in enumerate((x, *others)):
+        rows = t.reshape(t.shape[0], -1, t.shape[-1]).transpose(0, 1)
+        rows = rows.reshape(rows.shape[0], -1)
+        pooled = all_gather_cat(rows, dim=1, differentiable=i == 0)
+        out.append(pooled.unsqueeze(0) if t.ndim == 3 else pooled)
+    return out
+
+
 def _dense_to_labels(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     if target.shape != probs.shape:
         raise ValueError(
@@ -238,6 +266,7 @@ def lovasz_softmax_loss(
     ignore_index: int | None = None,
     class_weights: Any = None,
     reduction: str = "mean",
+    sync_across_processes: bool = True,
 ) -> torch.Tensor:
     r"""Lovász-Softmax loss: the convex Lovász extension of the Jaccard loss, per class.
 
@@ -254,12 +283,14 @@ def lovasz_softmax_loss(
         target: label map ``(B, *spatial)`` of ints, or one-hot ``(B, C, *spatial)``.
         activation: ``"softmax"`` (default) or ``None`` (probabilities given).
         per_image: one loss per image, then the mean (``True``), or one loss over
-            the pooled batch (``False``, the default; per process under DDP).
+            the pooled batch (``False``, the default).
         classes: ``"present"`` (default; classes in the target of the image or
             batch, as in Berman et al.), ``"all"``, ``"foreground"`` or a list.
         ignore_index: label whose voxels are left out entirely.
         class_weights: one weight per class, background included.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` with ``per_image``).
+        sync_across_processes: with ``per_image=False`` under DDP, pool the
+            batches of all processes (exact global loss; see the module docs).
 
     Returns:
         scalar loss (``(B,)`` for ``reduction="none"`` with ``per_image=True``).
@@ -302,10 +333,14 @@ def lovasz_softmax_loss(
                 labels = labels.masked_fill(ignored, c)
             else:
                 ignored = None
+        x = probs.reshape(b, c, -1)
+        if not per_image and sync_across_processes and is_distributed():
+            # ignored voxels already hold the label c, so the gathered labels say which
+            x, labels = _gather_pooled(x, labels)
+            ignored = labels == c
+            ignored = ignored if bool(ignored.any()) else None
         positives = label_counts(labels, c, per_image)
-        per_class = _LovaszFunction.apply(
-            probs.reshape(b, c, -1), labels, ignored, positives, per_image, False
-        )
+        per_class = _LovaszFunction.apply(x, labels, ignored, positives, per_image, False)
         selected = selected_classes(classes, c, positives > 0)
         weights = check_class_weights(class_weights, c, per_class)
         return reduce_images(weighted_class_mean(per_class, selected, weights), reduction)
@@ -320,6 +355,7 @@ def lovasz_hinge_loss(
     ignore_index: int | None = None,
     class_weights: Any = None,
     reduction: str = "mean",
+    sync_across_processes: bool = True,
 ) -> torch.Tensor:
     r"""Lovász hinge loss for binary (or independent multi-label) segmentation.
 
@@ -340,6 +376,8 @@ def lovasz_hinge_loss(
         ignore_index: label-map value whose voxels are left out (``C = 1``).
         class_weights: one weight per channel.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` with ``per_image``).
+        sync_across_processes: with ``per_image=False`` under DDP, pool the
+            batches of all processes (exact global loss; see the module docs).
 
     Returns:
         scalar loss (``(B,)`` for ``reduction="none"`` with ``per_image=True``).
@@ -392,12 +430,15 @@ def lovasz_hinge_loss(
             )
         if ignored is not None:
             fg = fg & ~ignored.unsqueeze(1)
+        x = logits.reshape(b, c, -1)
+        if not per_image and sync_across_processes and is_distributed():
+            skip = torch.zeros_like(fg[:, 0]) if ignored is None else ignored
+            x, fg, ignored = _gather_pooled(x, fg, skip)
+            ignored = ignored if bool(ignored.any()) else None
         positives = fg.sum(-1)
         if not per_image:
             positives = positives.sum(0)
-        per_class = _LovaszFunction.apply(
-            logits.reshape(b, c, -1), fg, ignored, positives, per_image, True
-        )
+        per_class = _LovaszFunction.apply(x, fg, ignored, positives, per_image, True)
         selected = selected_classes(classes, c, positives > 0)
         weights = check_class_weights(class_weights, c, per_class)
         return reduce_images(weighted_class_mean(per_class, selected, weights), reduction)

@@ -12,7 +12,9 @@ One call of :func:`train` fits one network with one loss on one task:
   without improvement;
 * **checkpoint** ``checkpoint.pt`` written atomically after every epoch (model,
   optimizer, scheduler, scaler, RNG states, epoch, best score and weights,
-  history), so ``resume=True`` continues an interrupted run.
+  history), so ``resume=True`` continues an interrupted run;
+* **data parallel** under ``torchrun`` (:mod:`metricseg.train.ddp`): DDP, each
+  rank training on its share of every global batch, rank 0 writing the checkpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import torch
 from metricseg.atomic import torch_save_atomic
 from metricseg.data.patches import random_patch
 from metricseg.data.task import Case, Task
+from metricseg.distributed import is_main_process
+from metricseg.train import ddp
 from metricseg.train.evaluation import foreground_dice
 from metricseg.train.inference import predict_labels
 from metricseg.train.models import DEFAULT_CHANNELS, build_model, size_divisor
@@ -380,17 +384,22 @@ def train(
         resumed_from = start_epoch
         stopped = bool(history) and config.patience is not None and bad_epochs >= config.patience
 
-        bar = _progress(config.epochs, f"{task.name}/{loss_name}/seed{seed}", progress)
+        # under torchrun (metricseg.train.ddp) rank 0 alone logs and writes checkpoints
+        main = is_main_process()
+        net = ddp.wrap_model(model)
+        bar = _progress(
+            config.epochs, f"{task.name}/{loss_name}/seed{seed}", progress if main else False
+        )
         bar.update(start_epoch)
         try:
             for epoch in range(start_epoch, config.epochs):
                 if stopped:
                     break
                 t0 = time.perf_counter()
-                model.train()
+                net.train()
                 losses = []
                 for _ in range(sampler.steps()):
-                    x, y = sampler.batch()
+                    x, y = ddp.shard_batch(*sampler.batch())
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     optimizer.zero_grad(set_to_none=True)
                     with torch.autocast(
@@ -398,7 +407,7 @@ def train(
                         dtype=amp_dtype or torch.float32,
                         enabled=amp_dtype is not None,
                     ):
-                        logits = model(x)
+                        logits = net(x)
                     value = loss_fn(logits.float(), y)
                     scaler.scale(value).backward()
                     scaler.step(optimizer)
@@ -406,14 +415,17 @@ def train(
                     losses.append(float(value.detach()))
                 scheduler.step()
                 if task.val:
-                    val = validation_dice(
-                        model,
-                        task,
+                    val = ddp.mean_over_shards(
+                        lambda cases: validation_dice(
+                            model,
+                            task,
+                            cases,
+                            device=device,
+                            divisor=divisor,
+                            roi_size=roi,
+                            autocast_dtype=amp_dtype,
+                        ),
                         task.val,
-                        device=device,
-                        divisor=divisor,
-                        roi_size=roi,
-                        autocast_dtype=amp_dtype,
                     )
                 else:
                     val = math.nan
@@ -426,12 +438,12 @@ def train(
                 elapsed += time.perf_counter() - t0
                 record = {
                     "epoch": epoch + 1,
-                    "train_loss": float(np.mean(losses)),
+                    "train_loss": ddp.mean_over_processes(float(np.mean(losses))),
                     "val_dice": val,
                     "lr": float(optimizer.param_groups[0]["lr"]),
                 }
                 history.append(record)
-                if ckpt_path is not None:
+                if ckpt_path is not None and main:
                     torch_save_atomic(
                         ckpt_path,
                         {
