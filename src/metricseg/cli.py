@@ -26,6 +26,22 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: optional top-level package -> the extra that installs it
+OPTIONAL_PACKAGES: dict[str, str] = {
+    "rich": "io",
+    "SimpleITK": "io",
+    "nibabel": "io",
+    "matplotlib": "report",
+    "scipy": "report",
+    "nilearn": "data",
+    "tifffile": "data",
+    "yaml": "data",
+    "monai": "train",
+    "tqdm": "train",
+    "ray": "ray",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metricseg",
@@ -62,6 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in OPTIONAL_PACKAGES:
+            raise
+        print(
+            f"metricseg {args.command}: needs the optional package {top!r}; install it with "
+            f"pip install 'metricseg[{OPTIONAL_PACKAGES[top]}]' (or 'metricseg[train]' for all "
+            "but Ray)",
+            file=sys.stderr,
+        )
+        return 2
     except BrokenPipeError:
         # output piped into e.g. `head` that exited: not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
