@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from metricseg._checks import check_label_range
+from metricseg._checks import check_label_range, check_probabilities_shape
 from metricseg.distributed import all_gather_cat, is_distributed
 from metricseg.losses._common import (
     ClassesArg,
@@ -241,12 +241,8 @@ def _gather_pooled(x: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]
     return out
 
 
-def _dense_to_labels(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    if target.shape != probs.shape:
-        raise ValueError(
-            f"target must be a label map (B, *spatial) = {(probs.shape[0], *probs.shape[2:])} "
-            f"or one-hot (B, C, *spatial) = {tuple(probs.shape)}, got {tuple(target.shape)}"
-        )
+def _dense_to_labels(target: torch.Tensor) -> torch.Tensor:
+    """A one-hot target (B, C, *spatial), already checked against the logits, as labels."""
     t = target.detach()
     if not (bool(((t == 0) | (t == 1)).all()) and bool((t.sum(1) == 1).all())):
         raise ValueError(
@@ -314,16 +310,10 @@ def lovasz_softmax_loss(
         probs = activate(logits, activation)
         b, c = probs.shape[:2]
         ignore_index = check_ignore_index(ignore_index, c)
-        if target.ndim == probs.ndim:
+        if check_probabilities_shape(probs, target, "logits", "target") == "dense":
             if ignore_index is not None:
                 raise ValueError("ignore_index applies to label-map targets (B, *spatial)")
-            target = _dense_to_labels(target, probs)
-        elif target.shape != (b, *probs.shape[2:]):
-            raise ValueError(
-                f"target as a label map must have shape (B, *spatial) = "
-                f"{(b, *probs.shape[2:])}, got {tuple(target.shape)}"
-            )
-        check_label_map_dtype(target)
+            target = _dense_to_labels(target)
         check_label_range(target, "target", c, ignore_index)
         labels = target.reshape(b, -1).to(torch.int64)
         ignored = None
