@@ -211,3 +211,132 @@ def test_input_errors():
         lovasz_softmax_loss(logits, labels, ignore_index=0)
     with pytest.raises(ValueError, match=r"shape \(B, \*spatial\)"):
         lovasz_softmax_loss(logits, labels[:, :2])
+
+
+# --- the CPU fast path: radix-sorted int64 keys, rows in blocks ---------------------------
+
+from metricseg.losses import lovasz as lovasz_module  # noqa: E402
+
+
+def _use_path(monkeypatch, fast):
+    """fast: the radix-key sort (forced at any size and on any torch build) in blocks of a
+    few rows; slow: one batched float sort of all rows."""
+    monkeypatch.setattr(lovasz_module, "_cpu_radix_sort", lambda: fast)
+    monkeypatch.setattr(lovasz_module, "_RADIX_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(lovasz_module, "_BLOCK_MIN_ELEMENTS", 64 if fast else 1 << 30)
+    monkeypatch.setattr(lovasz_module, "_BLOCK_MAX_ELEMENTS", 100 if fast else 1 << 30)
+
+
+def _both_paths(monkeypatch, fn, *inputs):
+    """fn(*inputs) and its gradients, by the slow and by the fast path."""
+    out = []
+    for fast in (False, True):
+        _use_path(monkeypatch, fast)
+        value = fn(*inputs)
+        out.append((value, torch.autograd.grad(value, inputs)))
+    return out
+
+
+def test_row_blocks_cover_all_rows_within_the_bounds():
+    assert lovasz_module._row_blocks(8, 64**3) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert lovasz_module._row_blocks(16, 128 * 128) == [(0, 4), (4, 8), (8, 12), (12, 16)]
+    assert lovasz_module._row_blocks(3, 10) == [(0, 3)]  # small: one block
+    assert lovasz_module._row_blocks(3, 2**20) == [(0, 1), (1, 2), (2, 3)]  # long rows
+    assert lovasz_module._row_blocks(7, 2**15) == [(0, 2), (2, 4), (4, 6), (6, 7)]
+
+
+def test_sort_descending_keys_order_like_a_stable_float_sort(monkeypatch):
+    _use_path(monkeypatch, True)
+    errors = torch.rand(5, 300)
+    errors[:, ::7] = errors[:, 1:2]  # ties within rows
+    errors[1, 5] = -0.0
+    errors[2, :3] = 0.0
+    errors[3, 10:20] = float("-inf")
+    errors[4, 0] = 1.0
+    values, perm = lovasz_module._sort_descending(errors)
+    ref_values, ref_perm = torch.sort(errors, dim=1, descending=True, stable=True)
+    assert torch.equal(values, ref_values)
+    assert torch.equal(perm, ref_perm)
+    # NaN sorts after every error >= 0 of its row, and never leaves its row
+    errors[0, 3] = float("nan")
+    values, perm = lovasz_module._sort_descending(errors)
+    assert torch.equal(perm.sort(1).values, torch.arange(300).expand(5, 300))
+    valid = errors[0][errors[0] >= 0]
+    assert torch.equal(values[0, :-1], torch.sort(valid, descending=True).values)
+    assert bool(values[0, -1].isnan())
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("ignore_index", [None, 255])
+@pytest.mark.parametrize("spatial", [(9, 11), (4, 5, 6)])
+def test_softmax_fast_path_equals_batched_float_sort(monkeypatch, per_image, ignore_index, spatial):
+    logits = torch.randn(3, 4, *spatial, requires_grad=True)
+    labels = torch.randint(0, 4, (3, *spatial))
+    labels[1] = labels[1].clamp_max(2)  # a class absent from image 1
+    if ignore_index is not None:
+        labels[0, :2] = ignore_index
+
+    def loss(x):
+        return lovasz_softmax_loss(x, labels, per_image=per_image, ignore_index=ignore_index)
+
+    (ref, g_ref), (got, g_got) = _both_paths(monkeypatch, loss, logits)
+    # random float32 errors have no ties: the same order, so the same numbers
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    torch.testing.assert_close(g_got, g_ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("multilabel", [True, False])
+def test_hinge_fast_path_equals_batched_float_sort(monkeypatch, per_image, multilabel):
+    if multilabel:
+        logits = torch.randn(2, 3, 7, 9, requires_grad=True)
+        target = torch.rand(2, 3, 7, 9) > 0.5
+        kw = {}
+    else:
+        logits = torch.randn(3, 1, 7, 9, requires_grad=True)
+        target = torch.randint(0, 2, (3, 7, 9))
+        target[0, 0] = -1
+        kw = {"ignore_index": -1}
+
+    def loss(x):
+        return lovasz_hinge_loss(x, target, per_image=per_image, **kw)
+
+    (ref, g_ref), (got, g_got) = _both_paths(monkeypatch, loss, logits)
+    torch.testing.assert_close(got, ref, rtol=0, atol=0)
+    torch.testing.assert_close(g_got, g_ref, rtol=0, atol=0)
+
+
+def test_fast_path_with_ties_equals_stable_reference(monkeypatch):
+    """Probabilities on a coarse grid tie often: the radix keys break ties by index, as a
+    stable sort does, so values and gradients equal the reference with a stable sort."""
+    _use_path(monkeypatch, True)
+    probs = torch.randint(0, 5, (2, 3, 10, 10)).float() + 1.0
+    probs = (probs / probs.sum(1, keepdim=True)).requires_grad_(True)
+    labels = torch.randint(0, 3, (2, 10, 10))
+    got = lovasz_softmax_loss(probs, labels, activation=None, per_image=True)
+    ref = []
+    for i in range(2):
+        p, y = probs[i].reshape(3, -1), labels[i].reshape(-1)
+        rows = []
+        for k in range(3):
+            fg = (y == k).float()
+            errors = (fg - p[k]).abs()
+            errors_sorted, perm = torch.sort(errors, descending=True, stable=True)
+            rows.append(torch.dot(errors_sorted, _ref_lovasz_grad(fg[perm])))
+        ref.append(torch.stack(rows).mean())
+    ref = torch.stack(ref).mean()
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(
+        torch.autograd.grad(got, probs)[0], torch.autograd.grad(ref, probs)[0]
+    )
+
+
+def test_fast_path_nan_stays_in_its_row(monkeypatch):
+    _use_path(monkeypatch, True)
+    logits = torch.randn(2, 3, 8, 8)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    clean = lovasz_softmax_loss(logits, labels, per_image=True, reduction="none")
+    logits[0, 1, 2, 2] = float("nan")
+    dirty = lovasz_softmax_loss(logits, labels, per_image=True, reduction="none")
+    assert bool(dirty[0].isnan())
+    assert torch.equal(dirty[1], clean[1])
