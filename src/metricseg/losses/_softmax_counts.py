@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from metricseg import _hugepages
+
 #: voxels per chunk times classes times images stays near this many elements
 _CHUNK_ELEMENTS = 1 << 20
 
@@ -99,7 +101,7 @@ class SoftmaxSoftCounts(torch.autograd.Function):
         g = grad_counts.to(logits.dtype)
         a = (g[..., 0] - g[..., 1] - g[..., 2]).unsqueeze(-1)  # dL/dTP, (B, C, 1)
         bfp = g[..., 1].unsqueeze(-1)  # dL/d(sum p or sum p^2), (B, C, 1)
-        out = torch.empty_like(logits)
+        out = _hugepages.empty_like(logits)
         for s, e in _chunks(n, b, c):
             p = torch.sub(logits[:, :, s:e], lse[:, :, s:e]).exp_()
             y = labels[:, s:e].unsqueeze(1)
