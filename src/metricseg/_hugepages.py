@@ -28,7 +28,7 @@ __all__ = ["empty_like"]
 _HUGE_PAGE = 1 << 21
 _MADV_HUGEPAGE = 14  # linux/mman.h
 #: buffers smaller than this are left alone (a few huge pages gain nothing)
-_MIN_BYTES = 4 * _HUGE_PAGE
+_MIN_BYTES = 2 * _HUGE_PAGE
 
 
 @functools.cache

@@ -60,7 +60,7 @@ class SoftmaxSoftCounts(torch.autograd.Function):
         tp = torch.zeros((b, c), dtype=wide, device=logits.device)
         sp = torch.zeros((b, c), dtype=wide, device=logits.device)
         # log-sum-exp per voxel (B, 1, N), so backward gets p = exp(z - lse) in two passes
-        lse = logits.new_empty((b, 1, n))
+        lse = _hugepages.empty_like(logits[:, :1])
         for s, e in _chunks(n, b, c):
             z = logits[:, :, s:e]
             top = z.amax(dim=1, keepdim=True)
