@@ -244,7 +244,9 @@ def test_fused_softmax_counts_equal_soft_counts_of_softmax(squared, ignore, monk
     from metricseg.counts import soft_counts
     from metricseg.losses.region import _softmax_label_counts
 
-    monkeypatch.setattr(fused, "_CHUNK_ELEMENTS", 64)  # many chunks, a ragged last one
+    monkeypatch.setattr(fused, "_CHUNK_ELEMENTS", 64)  # 8 chunks of 10 voxels, a ragged last one
+    monkeypatch.setattr(fused, "_MIN_STEP", 8)
+    assert len(fused._chunks(77, 2, 3)) == 8
     logits = torch.randn(2, 3, 7, 11, dtype=torch.float64, requires_grad=True)
     labels = torch.randint(0, 3, (2, 7, 11))
     if ignore:
@@ -256,5 +258,12 @@ def test_fused_softmax_counts_equal_soft_counts_of_softmax(squared, ignore, monk
     torch.testing.assert_close(got, ref)
     weights = torch.randn_like(ref)
     (g_ref,) = torch.autograd.grad((ref * weights).sum(), logits)
-    (g_got,) = torch.autograd.grad((got * weights).sum(), logits)
+    (g_got,) = torch.autograd.grad((got * weights).sum(), logits, retain_graph=True)
     torch.testing.assert_close(g_got, g_ref)
+    # a second backward through the same graph recomputes the probabilities it consumed
+    (g_again,) = torch.autograd.grad((got * weights).sum(), logits)
+    torch.testing.assert_close(g_again, g_ref)
+    with torch.no_grad():  # no gradient: no buffer, the same counts
+        torch.testing.assert_close(
+            _softmax_label_counts(logits, labels, 255 if ignore else None, squared), ref
+        )

@@ -1,13 +1,13 @@
 r"""Softmax and soft counts fused: :func:`metricseg.counts.soft_counts` of ``softmax(logits)``.
 
-For a label-map target the soft counts of softmax probabilities need neither
-the probabilities nor a one-hot target in memory at once. Forward walks over
-chunks of voxels: softmax of the chunk, then the sums of
+For a label-map target the soft counts of softmax probabilities need no
+one-hot target and no softmax autograd graph. Forward walks over chunks of
+voxels: softmax of the chunk, then the sums of
 :func:`~metricseg.counts.soft_counts` (TP by ``gather`` + ``scatter_add`` in
-float64, :math:`\sum_i p_{ci}` or :math:`\sum_i p_{ci}^2`), keeping only the
-per-voxel log-sum-exp ``(B, 1, N)``. Backward recomputes the chunk's
-probabilities as :math:`\exp(z - \mathrm{lse})` and writes the gradient
-straight into one ``(B, C, *spatial)`` buffer: with :math:`h_{ci} = \partial L / \partial p_{ci}
+float64, :math:`\sum_i p_{ci}` or :math:`\sum_i p_{ci}^2`). The chunk's
+probabilities are written into the one ``(B, C, *spatial)`` buffer that
+backward then turns, chunk by chunk and in place, into the gradient with
+respect to the logits: with :math:`h_{ci} = \partial L / \partial p_{ci}
 = b_c k p_{ci}^{k-1} + a_c [y_i = c]` (:math:`a = \partial L/\partial TP -
 \partial L/\partial FP - \partial L/\partial FN`, :math:`b = \partial L /
 \partial FP`, :math:`k = 2` when squared),
@@ -16,9 +16,14 @@ straight into one ``(B, C, *spatial)`` buffer: with :math:`h_{ci} = \partial L /
 
     \frac{\partial L}{\partial z_{ci}} = p_{ci}\Big(h_{ci} - \sum_{c'} p_{c'i} h_{c'i}\Big).
 
-So the peak memory of soft Dice with softmax is about one gradient-sized buffer,
-instead of probabilities, their gradient and the softmax backward's output.
-The result equals ``soft_counts(softmax(logits), labels)`` (tested).
+So soft Dice with softmax needs about one input-sized buffer in all — the
+probabilities, which become the gradient — instead of the probabilities,
+their gradient and the softmax backward's output, and computes ``exp`` once.
+The buffer is advised onto huge pages (:mod:`metricseg._hugepages`). A second
+backward through the same graph (``retain_graph=True``) recomputes the
+probabilities; without gradients (``torch.no_grad()`` or logits that need
+none) no buffer is kept. The result equals
+``soft_counts(softmax(logits), labels)`` (tested).
 """
 
 from __future__ import annotations
@@ -31,11 +36,22 @@ from metricseg import _hugepages
 
 #: voxels per chunk times classes times images stays near this many elements
 _CHUNK_ELEMENTS = 1 << 20
+#: fewest voxels per chunk
+_MIN_STEP = 1024
 
 
 def _chunks(n: int, b: int, c: int) -> list[tuple[int, int]]:
-    step = max(1024, _CHUNK_ELEMENTS // max(1, b * c))
+    step = _CHUNK_ELEMENTS // max(1, b * c)
+    if step >= 64:
+        step -= step % 64  # chunks start on cache lines
+    step = max(_MIN_STEP, step)
     return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def _softmax_into(z: torch.Tensor, p: torch.Tensor) -> None:
+    """``p = softmax(z, dim=1)`` for a (B, C, n) chunk, written into ``p``."""
+    torch.sub(z, z.amax(dim=1, keepdim=True), out=p).exp_()
+    p.mul_(p.sum(dim=1, keepdim=True).reciprocal_())
 
 
 class SoftmaxSoftCounts(torch.autograd.Function):
@@ -59,35 +75,26 @@ class SoftmaxSoftCounts(torch.autograd.Function):
         wide = torch.float64
         tp = torch.zeros((b, c), dtype=wide, device=logits.device)
         sp = torch.zeros((b, c), dtype=wide, device=logits.device)
-        # log-sum-exp per voxel (B, 1, N), so backward gets p = exp(z - lse) in two passes
-        lse = _hugepages.empty_like(logits[:, :1])
+        keep = ctx.needs_input_grad[0]
+        # the probabilities, kept for backward (which turns them into the gradient)
+        probs = _hugepages.empty_like(logits) if keep else None
         for s, e in _chunks(n, b, c):
             z = logits[:, :, s:e]
-            top = z.amax(dim=1, keepdim=True)
-            ez = torch.sub(z, top).exp_()  # one exp per voxel and class
-            total = ez.sum(dim=1, keepdim=True)
-            torch.add(top, total.log(), out=lse[:, :, s:e])
+            p = probs[:, :, s:e] if probs is not None else torch.empty_like(z)
+            _softmax_into(z, p)
             y = labels[:, s:e].unsqueeze(1)
-            inv = total.reciprocal_()  # (B, 1, n)
-            w = None if valid is None else valid[:, s:e].unsqueeze(1).to(ez.dtype)
-            if squared:
-                p = ez.mul_(inv)
-                hit = p.gather(1, y)
-                if w is not None:
-                    hit.mul_(w)
-                p_sum = torch.einsum("bcn,bcn->bc", p, p if w is None else p * w)
+            hit = p.gather(1, y)
+            if valid is None:
+                p_sum = (p * p).sum(2) if squared else p.sum(2)
             else:
-                # p = ez / total: the voxel weights 1/total (times the valid mask) go into
-                # the sums, one batched matmul (B, C, n) @ (B, n, 1), instead of
-                # dividing the whole chunk and summing it
-                if w is not None:
-                    inv.mul_(w)
-                hit = ez.gather(1, y).mul_(inv)
-                p_sum = torch.bmm(ez, inv.transpose(1, 2)).squeeze(-1)
-            hit = hit.to(wide)
-            tp.scatter_add_(1, y.squeeze(1), hit.squeeze(1))
+                w = valid[:, s:e].unsqueeze(1).to(p.dtype)  # (B, 1, n)
+                hit.mul_(w)
+                # (B, C, n) @ (B, n, 1): a batched matmul, no masked copy of the chunk
+                p_sum = torch.bmm(p * p if squared else p, w.transpose(1, 2)).squeeze(-1)
+            tp.scatter_add_(1, y.squeeze(1), hit.squeeze(1).to(wide))
             sp.add_(p_sum)
-        ctx.save_for_backward(logits, lse, labels, valid)
+        ctx.save_for_backward(logits, labels, valid)
+        ctx.probs = probs
         ctx.squared = squared
         tp = tp.to(logits.dtype)
         sp = sp.to(logits.dtype)
@@ -96,31 +103,33 @@ class SoftmaxSoftCounts(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_counts: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        logits, lse, labels, valid = ctx.saved_tensors
+        logits, labels, valid = ctx.saved_tensors
         b, c, n = logits.shape
+        out, ctx.probs = ctx.probs, None
+        recompute = out is None  # a second backward through the same graph
+        if recompute:
+            out = _hugepages.empty_like(logits)
         g = grad_counts.to(logits.dtype)
         a = (g[..., 0] - g[..., 1] - g[..., 2]).unsqueeze(-1)  # dL/dTP, (B, C, 1)
         bfp = g[..., 1].unsqueeze(-1)  # dL/d(sum p or sum p^2), (B, C, 1)
-        out = _hugepages.empty_like(logits)
+        # (B, 1, C) @ (B, C, n): a plain batched matmul; the einsum spelling of the
+        # same sum transposes p first and costs ten times as much on the CPU
+        bfp_row = bfp.transpose(1, 2) * 2 if ctx.squared else bfp.transpose(1, 2)
         for s, e in _chunks(n, b, c):
-            p = torch.sub(logits[:, :, s:e], lse[:, :, s:e]).exp_()
+            p = out[:, :, s:e]  # probabilities in, gradient out
+            if recompute:
+                _softmax_into(logits[:, :, s:e], p)
             y = labels[:, s:e].unsqueeze(1)
-            p_y = p.gather(1, y)
             a_y = torch.gather(a.squeeze(-1), 1, y.squeeze(1)).unsqueeze(1)  # (B, 1, n)
-            target_term = p_y * a_y
+            target_term = p.gather(1, y).mul_(a_y)
             if ctx.squared:
-                h = bfp * p * 2
-                mean_h = (p * h).sum(1, keepdim=True)
+                # h = 2 b p: p (h - sum_c' p h) = p (2 b p - sum_c' 2 b p^2)
+                mean_h = torch.bmm(bfp_row, p * p).add_(target_term)
+                p.mul_(torch.mul(p, bfp * 2).sub_(mean_h))
             else:
-                h = bfp
-                # (B, 1, C) @ (B, C, n): a plain batched matmul; the einsum spelling of
-                # the same sum transposes p first and costs ten times as much on the CPU
-                mean_h = torch.bmm(bfp.transpose(1, 2), p)
-            mean_h.add_(target_term)
-            chunk = out[:, :, s:e]
-            torch.sub(h, mean_h, out=chunk)
-            chunk.mul_(p)
-            chunk.scatter_add_(1, y, target_term)
+                mean_h = torch.bmm(bfp_row, p).add_(target_term)
+                p.mul_(torch.sub(bfp, mean_h))
+            p.scatter_add_(1, y, target_term)
             if valid is not None:
-                chunk.mul_(valid[:, s:e].unsqueeze(1))
+                p.mul_(valid[:, s:e].unsqueeze(1))
         return out, None, None, None, None
