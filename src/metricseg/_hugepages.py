@@ -20,10 +20,11 @@ from __future__ import annotations
 import ctypes
 import functools
 import sys
+from collections.abc import Sequence
 
 import torch
 
-__all__ = ["empty_like"]
+__all__ = ["empty", "empty_like"]
 
 _HUGE_PAGE = 1 << 21
 _MADV_HUGEPAGE = 14  # linux/mman.h
@@ -51,7 +52,12 @@ def _madvise() -> object | None:
 
 def empty_like(like: torch.Tensor) -> torch.Tensor:
     """``torch.empty_like(like)`` (contiguous), on huge pages where the OS allows."""
-    out = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+    return empty(like.shape, dtype=like.dtype, device=like.device)
+
+
+def empty(shape: Sequence[int], *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.empty(shape, dtype=dtype, device=device)``, on huge pages where the OS allows."""
+    out = torch.empty(tuple(shape), dtype=dtype, device=device)
     nbytes = out.numel() * out.element_size()
     if out.device.type != "cpu" or nbytes < _MIN_BYTES:
         return out

@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from metricseg import _hugepages
 from metricseg._checks import check_label_range, check_probabilities_shape
 from metricseg.distributed import all_gather_cat, is_distributed
 from metricseg.losses._common import (
@@ -259,7 +260,7 @@ class _LovaszFunction(torch.autograd.Function):
             small = _small_labels(target, c)
             cls = torch.arange(c, device=x.device, dtype=small.dtype)
         # the gradient (B, C, N), or (C, B, N) for the pooled batch until the end
-        grad = torch.empty((rows, m), dtype=x.dtype, device=x.device)
+        grad = _hugepages.empty((rows, m), dtype=x.dtype, device=x.device)
         loss = torch.empty(rows, dtype=x.dtype, device=x.device)
         positives = positives.reshape(-1)
         for s, e in _row_blocks(rows, m):
