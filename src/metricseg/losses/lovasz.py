@@ -19,8 +19,9 @@ runs over blocks of rows, not over images or classes: blocks of a quarter of
 all elements within [2¹⁶, 2¹⁹] (a row longer than that is a block of its own),
 which bounds the sort's working memory. On the CPU a block is sorted by one
 stable radix sort of int64 keys built from the rows and the bits of the
-float32 errors (``_sort_descending``; about 0.6× the time of a batched float
-sort at 2 threads, 0.35× at 1); elsewhere by one batched ``torch.sort``. Since
+float32 errors (``_sort_descending``; the whole loss then takes less time than
+one batched float sort of the errors, ``benchmarks/bench_losses.py``);
+elsewhere by one batched ``torch.sort``. Since
 :math:`J_k = k / (|G| - \mathrm{cumsum}_k(G) + k)`, the gradient ``g`` needs one
 cumulative sum. Ignored voxels get the error :math:`-\infty`, so they sort to
 the end of their row, where their ``g`` is set to 0: rows of different valid
@@ -101,11 +102,10 @@ def _sort_descending(errors: torch.Tensor) -> list[torch.Tensor]:
     are sorted by **one** stable radix sort of the int64 keys
     ``row · 2³¹ + bits(+∞) − bits(e)``, and ``row · 2³¹ + bits(+∞) + 1`` for
     the rest: the bits of a non-negative float32 order like the float, so the
-    keys order by row, then by decreasing error, then by index. For rows of
-    2¹⁸ errors this takes about 0.6× (2 threads) to 0.35× (1 thread) the time of
-    the batched float sort. Ties keep their index order, as in a stable sort;
-    elsewhere (GPU, float64, small inputs, a torch without the radix sort) the
-    batched float sort is used, whose tie order is unspecified.
+    keys order by row, then by decreasing error, then by index. Ties keep their
+    index order, as in a stable sort. Elsewhere (GPU, float64, small inputs, a
+    torch without the radix sort) the batched float sort is used, whose tie
+    order is unspecified.
     """
     r, n = errors.shape
     if not (
