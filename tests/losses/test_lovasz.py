@@ -266,6 +266,22 @@ def test_sort_descending_keys_order_like_a_stable_float_sort(monkeypatch):
     assert bool(values[0, -1].isnan())
 
 
+def test_sort_descending_without_an_output_aliasing_its_input(monkeypatch):
+    real_sort = torch.sort
+
+    def refuses_aliasing(*args, **kwargs):
+        if "out" in kwargs:
+            raise RuntimeError("unsupported operation: more than one element of the written-to tensor")
+        return real_sort(*args, **kwargs)
+
+    _use_path(monkeypatch, True)
+    monkeypatch.setattr(torch, "sort", refuses_aliasing)
+    errors = torch.rand(3, 100)
+    values, perm = lovasz_module._sort_descending(errors)
+    ref_values, ref_perm = real_sort(errors, dim=1, descending=True, stable=True)
+    assert torch.equal(values, ref_values) and torch.equal(perm, ref_perm)
+
+
 @pytest.mark.parametrize("per_image", [True, False])
 @pytest.mark.parametrize("ignore_index", [None, 255])
 @pytest.mark.parametrize("spatial", [(9, 11), (4, 5, 6)])

@@ -124,7 +124,11 @@ def _sort_descending(errors: torch.Tensor) -> list[torch.Tensor]:
     key = torch.add(low, rows << 31).view(-1)
     del low
     perm = torch.empty_like(key)
-    torch.sort(key, stable=True, out=(key, perm))  # the sorted keys overwrite the keys
+    try:
+        # the sorted keys overwrite the keys: no second key buffer, and measurably faster
+        torch.sort(key, stable=True, out=(key, perm))
+    except RuntimeError:  # a torch that refuses an output aliasing its input
+        perm = torch.sort(key, stable=True)[1]
     del key
     perm = perm.view(r, n).sub_(rows * n)  # index within the row
     return [errors.gather(1, perm), perm]
