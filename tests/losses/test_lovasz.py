@@ -347,6 +347,24 @@ def test_fast_path_with_ties_equals_stable_reference(monkeypatch):
     )
 
 
+@pytest.mark.parametrize("per_image", [True, False])
+def test_channel_slices_of_a_larger_tensor(per_image):
+    """Inputs whose (B, C, N) rows cannot be viewed as (B·C, N) give the contiguous result."""
+    big = torch.randn(2, 3, 5, 5)
+    masks = torch.rand(2, 2, 5, 5) > 0.5
+    torch.testing.assert_close(
+        lovasz_hinge_loss(big[:, 1:3], masks, per_image=per_image),
+        lovasz_hinge_loss(big[:, 1:3].contiguous(), masks, per_image=per_image),
+    )
+    probs = torch.softmax(torch.randn(2, 4, 5, 5), 1)
+    sliced = torch.cat([probs, probs], 1)[:, 4:]  # equal to probs, not viewable as rows
+    labels = torch.randint(0, 4, (2, 5, 5))
+    kw = dict(activation=None, per_image=per_image)
+    torch.testing.assert_close(
+        lovasz_softmax_loss(sliced, labels, **kw), lovasz_softmax_loss(probs, labels, **kw)
+    )
+
+
 def test_fast_path_nan_stays_in_its_row(monkeypatch):
     _use_path(monkeypatch, True)
     logits = torch.randn(2, 3, 8, 8)

@@ -267,14 +267,18 @@ class _LovaszFunction(torch.autograd.Function):
         grad = _hugepages.empty((rows, m), dtype=x.dtype, device=x.device)
         loss = torch.empty(rows, dtype=x.dtype, device=x.device)
         positives = positives.reshape(-1)
+        if per_image:
+            # once, not per block: a copy where the input is not viewable (a channel slice)
+            x_rows = x.reshape(rows, m)
+            fg_rows = target.reshape(rows, m) if hinge else None
         for s, e in _row_blocks(rows, m):
             if per_image:
-                xr = x.view(rows, m)[s:e]
+                xr = x_rows[s:e]
                 row = torch.arange(s, e, device=x.device)
                 img = row // c
                 skip = None if ignored is None else ignored[img]
-                if hinge:
-                    fg = target.reshape(rows, m)[s:e]
+                if fg_rows is not None:
+                    fg = fg_rows[s:e]
                 else:
                     fg = _as_bool(small[img].eq_(cls[row % c].view(-1, 1)))
             else:
