@@ -263,7 +263,15 @@ def test_fused_softmax_counts_equal_soft_counts_of_softmax(squared, ignore, monk
     # a second backward through the same graph recomputes the probabilities it consumed
     (g_again,) = torch.autograd.grad((got * weights).sum(), logits)
     torch.testing.assert_close(g_again, g_ref)
-    with torch.no_grad():  # no gradient: no buffer, the same counts
+    buffers = []
+    real_empty_like = fused._hugepages.empty_like
+    monkeypatch.setattr(
+        fused._hugepages, "empty_like", lambda t: buffers.append(t.shape) or real_empty_like(t)
+    )
+    with torch.no_grad():  # no gradient: no input-sized buffer, the same counts
         torch.testing.assert_close(
             _softmax_label_counts(logits, labels, 255 if ignore else None, squared), ref
         )
+    assert buffers == []
+    _softmax_label_counts(logits, labels, 255 if ignore else None, squared)
+    assert buffers == [logits.reshape(2, 3, -1).shape]

@@ -59,7 +59,10 @@ class SoftmaxSoftCounts(torch.autograd.Function):
 
     forward(logits (B, C, N) float, labels (B, N) int64 in [0, C) with ignored
     voxels set to any class, valid (B, N) bool or None, target_counts (B, C)
-    float (voxels of each class, ignored excluded), squared) -> (B, C, 3).
+    float (voxels of each class, ignored excluded), squared, keep_probs) -> (B, C, 3).
+    ``keep_probs``: keep the probabilities for backward; pass
+    ``torch.is_grad_enabled() and logits.requires_grad`` (inside ``forward`` grad
+    mode is always off, and ``ctx.needs_input_grad`` ignores ``torch.no_grad()``).
     """
 
     @staticmethod
@@ -70,14 +73,14 @@ class SoftmaxSoftCounts(torch.autograd.Function):
         valid: torch.Tensor | None,
         target_counts: torch.Tensor,
         squared: bool,
+        keep_probs: bool,
     ) -> torch.Tensor:
         b, c, n = logits.shape
         wide = torch.float64
         tp = torch.zeros((b, c), dtype=wide, device=logits.device)
         sp = torch.zeros((b, c), dtype=wide, device=logits.device)
-        keep = ctx.needs_input_grad[0]
         # the probabilities, kept for backward (which turns them into the gradient)
-        probs = _hugepages.empty_like(logits) if keep else None
+        probs = _hugepages.empty_like(logits) if keep_probs else None
         for s, e in _chunks(n, b, c):
             z = logits[:, :, s:e]
             p = probs[:, :, s:e] if probs is not None else torch.empty_like(z)
@@ -132,4 +135,4 @@ class SoftmaxSoftCounts(torch.autograd.Function):
             p.scatter_add_(1, y, target_term)
             if valid is not None:
                 p.mul_(valid[:, s:e].unsqueeze(1))
-        return out, None, None, None, None
+        return out, None, None, None, None, None

@@ -92,7 +92,10 @@ def _softmax_label_counts(
     target_counts = label_counts(labels, c, per_image=True).to(logits.dtype)
     if valid is not None:
         labels = labels.masked_fill_(~valid, 0)  # any class; valid zeroes these voxels
-    return SoftmaxSoftCounts.apply(logits.reshape(b, c, -1), labels, valid, target_counts, squared)
+    keep_probs = torch.is_grad_enabled() and logits.requires_grad
+    return SoftmaxSoftCounts.apply(
+        logits.reshape(b, c, -1), labels, valid, target_counts, squared, keep_probs
+    )
 
 
 def _counts(
