@@ -207,10 +207,11 @@ def _row_blocks(rows: int, n: int) -> list[tuple[int, int]]:
     """Ranges of rows sorted together: a quarter of all elements, within [2¹⁶, 2¹⁹].
 
     The working set of a block (sort keys, indices and the radix sort's own
-    buffers: about 40 bytes per element) then stays below 10 bytes per element
-    of the whole input and below 20 MiB — less than a Python loop over single
-    rows keeps for autograd — while every block is large enough for a fast
-    radix sort. A row longer than the bound is a block of its own.
+    buffers: about 40 bytes per element) then stays below 20 MiB and, from
+    2¹⁸ input elements on, below 10 bytes per input element — less than what
+    a Python loop over single rows keeps for autograd (SMP: about 23) — while
+    every block is large enough for a fast radix sort. A row longer than 2¹⁹
+    elements is a block of its own.
     """
     target = min(_BLOCK_MAX_ELEMENTS, max(_BLOCK_MIN_ELEMENTS, rows * n // 4))
     step = max(1, target // max(1, n))
