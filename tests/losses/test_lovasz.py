@@ -224,7 +224,6 @@ def _use_path(monkeypatch, fast):
     monkeypatch.setattr(lovasz_module, "_cpu_radix_sort", lambda: fast)
     monkeypatch.setattr(lovasz_module, "_RADIX_MIN_ELEMENTS", 0)
     monkeypatch.setattr(lovasz_module, "_BLOCK_MIN_ELEMENTS", 64 if fast else 1 << 30)
-    monkeypatch.setattr(lovasz_module, "_BLOCK_MAX_ELEMENTS", 100 if fast else 1 << 30)
 
 
 def _both_paths(monkeypatch, fn, *inputs):
@@ -241,7 +240,10 @@ def test_row_blocks_cover_all_rows_within_the_bounds():
     assert lovasz_module._row_blocks(8, 64**3) == [(0, 2), (2, 4), (4, 6), (6, 8)]
     assert lovasz_module._row_blocks(16, 128 * 128) == [(0, 4), (4, 8), (8, 12), (12, 16)]
     assert lovasz_module._row_blocks(3, 10) == [(0, 3)]  # small: one block
-    assert lovasz_module._row_blocks(3, 2**20) == [(0, 1), (1, 2), (2, 3)]  # long rows
+    assert lovasz_module._row_blocks(3, 2**20) == [(0, 1), (1, 2), (2, 3)]  # < 4 rows
+    # large 3D: 28 (image, class) rows of 128³, four blocks of 7 rows, not 28 sorts
+    assert lovasz_module._row_blocks(28, 128**3) == [(0, 7), (7, 14), (14, 21), (21, 28)]
+    assert len(lovasz_module._row_blocks(1000, 4096)) == 4
     assert lovasz_module._row_blocks(7, 2**15) == [(0, 2), (2, 4), (4, 6), (6, 7)]
 
 

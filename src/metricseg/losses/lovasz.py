@@ -15,9 +15,9 @@ where :math:`e` are the voxel errors sorted in decreasing order by :math:`\pi`,
 
 Implementation: the rows — every (image, class) pair, or every class of the
 pooled batch when ``per_image=False`` — are sorted batched; the Python loop
-runs over blocks of rows, not over images or classes: blocks of a quarter of
-all elements within [2¹⁶, 2¹⁹] (a row longer than that is a block of its own),
-which bounds the sort's working memory. On the CPU a block is sorted by one
+runs over at most four blocks of rows (a quarter of all elements each, at
+least 2¹⁶), however many images and classes there are, which bounds the
+sort's working memory. On the CPU a block is sorted by one
 stable radix sort of int64 keys built from the rows and the bits of the
 float32 errors (``_sort_descending``; the whole loss then takes less time than
 one batched float sort of the errors, ``benchmarks/bench_losses.py``);
@@ -198,22 +198,22 @@ def _lovasz_rows(
     return loss
 
 
-#: rows are sorted in blocks of about this many elements (``_row_blocks``)
+#: blocks of rows (``_row_blocks``) hold at least this many elements
 _BLOCK_MIN_ELEMENTS = 1 << 16
-_BLOCK_MAX_ELEMENTS = 1 << 19
 
 
 def _row_blocks(rows: int, n: int) -> list[tuple[int, int]]:
-    """Ranges of rows sorted together: a quarter of all elements, within [2¹⁶, 2¹⁹].
+    """Ranges of rows sorted together: a quarter of all elements each, at least 2¹⁶.
 
-    The working set of a block (sort keys, indices and the radix sort's own
-    buffers: about 40 bytes per element) then stays below 20 MiB and, from
-    2¹⁸ input elements on, below 10 bytes per input element — less than what
-    a Python loop over single rows keeps for autograd (SMP: about 23) — while
-    every block is large enough for a fast radix sort. A row longer than 2¹⁹
-    elements is a block of its own.
+    So there are at most four blocks (one for small inputs; one per row when
+    there are fewer than four rows), however many images and classes: the
+    Python loop never runs per image or class. The working set of a block
+    (sort keys, indices and the radix sort's own buffers: about 40 bytes per
+    element) stays below 10 bytes per input element from 2¹⁸ elements on —
+    less than a Python loop over single rows keeps for autograd (SMP: about
+    23) — and every block is large enough for a fast radix sort.
     """
-    target = min(_BLOCK_MAX_ELEMENTS, max(_BLOCK_MIN_ELEMENTS, rows * n // 4))
+    target = max(_BLOCK_MIN_ELEMENTS, rows * n // 4)
     step = max(1, target // max(1, n))
     return [(s, min(rows, s + step)) for s in range(0, rows, step)]
 
