@@ -275,3 +275,13 @@ def test_fused_softmax_counts_equal_soft_counts_of_softmax(squared, ignore, monk
     assert buffers == []
     _softmax_label_counts(logits, labels, 255 if ignore else None, squared)
     assert buffers == [logits.reshape(2, 3, -1).shape]
+
+
+def test_fused_path_refuses_a_second_derivative():
+    """The fused backward is not itself differentiable: double backward raises, not a partial
+    Hessian (soft Dice has curvature in the probabilities)."""
+    logits = torch.randn(2, 3, 6, 6, requires_grad=True)
+    target = torch.randint(0, 3, (2, 6, 6))
+    (grad,) = torch.autograd.grad(soft_dice_loss(logits, target), logits, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

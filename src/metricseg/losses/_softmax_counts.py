@@ -23,7 +23,10 @@ The buffer is advised onto huge pages (:mod:`metricseg._hugepages`). A second
 backward through the same graph (``retain_graph=True``) recomputes the
 probabilities; without gradients (``torch.no_grad()`` or logits that need
 none) no buffer is kept. The result equals
-``soft_counts(softmax(logits), labels)`` (tested).
+``soft_counts(softmax(logits), labels)`` (tested). The backward is not itself
+differentiable: a second derivative raises instead of coming out partial
+(for one, pass ``torch.softmax(logits, 1)`` with ``activation=None``, which
+takes the unfused path).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from metricseg import _hugepages
 
@@ -105,6 +109,8 @@ class SoftmaxSoftCounts(torch.autograd.Function):
         return torch.stack((tp, sp - tp, st - tp), dim=-1)
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable: say so, do not
+    # return a silently partial second derivative
     def backward(ctx: Any, grad_counts: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         logits, labels, valid = ctx.saved_tensors
         b, c, n = logits.shape
