@@ -121,9 +121,11 @@ class SoftmaxSoftCounts(torch.autograd.Function):
         g = grad_counts.to(logits.dtype)
         a = (g[..., 0] - g[..., 1] - g[..., 2]).unsqueeze(-1)  # dL/dTP, (B, C, 1)
         bfp = g[..., 1].unsqueeze(-1)  # dL/d(sum p or sum p^2), (B, C, 1)
+        # h = coef p^(k-1): coef = 2 b when squared (k = 2), b otherwise
+        coef = bfp * 2 if ctx.squared else bfp
         # (B, 1, C) @ (B, C, n): a plain batched matmul; the einsum spelling of the
         # same sum transposes p first and costs ten times as much on the CPU
-        bfp_row = bfp.transpose(1, 2) * 2 if ctx.squared else bfp.transpose(1, 2)
+        coef_row = coef.transpose(1, 2)
         for s, e in _chunks(n, b, c):
             p = out[:, :, s:e]  # probabilities in, gradient out
             if recompute:
@@ -133,11 +135,11 @@ class SoftmaxSoftCounts(torch.autograd.Function):
             target_term = p.gather(1, y).mul_(a_y)
             if ctx.squared:
                 # h = 2 b p: p (h - sum_c' p h) = p (2 b p - sum_c' 2 b p^2)
-                mean_h = torch.bmm(bfp_row, p * p).add_(target_term)
-                p.mul_(torch.mul(p, bfp * 2).sub_(mean_h))
+                mean_h = torch.bmm(coef_row, p * p).add_(target_term)
+                p.mul_(torch.mul(p, coef).sub_(mean_h))
             else:
-                mean_h = torch.bmm(bfp_row, p).add_(target_term)
-                p.mul_(torch.sub(bfp, mean_h))
+                mean_h = torch.bmm(coef_row, p).add_(target_term)
+                p.mul_(torch.sub(coef, mean_h))
             p.scatter_add_(1, y, target_term)
             if valid is not None:
                 p.mul_(valid[:, s:e].unsqueeze(1))

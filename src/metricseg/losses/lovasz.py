@@ -94,8 +94,8 @@ def _cpu_radix_sort() -> bool:
     )
 
 
-def _sort_descending(errors: torch.Tensor) -> list[torch.Tensor]:
-    """``list(torch.sort(errors, dim=1, descending=True))`` of (R, N) errors, faster on the CPU.
+def _sort_descending(errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.sort(errors, dim=1, descending=True)`` of (R, N) errors, faster on the CPU.
 
     ``errors`` hold values :math:`\\ge 0`; anything else (:math:`-\\infty` at
     ignored voxels, NaN) only has to sort after them. On the CPU, float32 rows
@@ -115,7 +115,8 @@ def _sort_descending(errors: torch.Tensor) -> list[torch.Tensor]:
         and r < 2**31
         and _cpu_radix_sort()
     ):
-        return list(torch.sort(errors, dim=1, descending=True))
+        values, perm = torch.sort(errors, dim=1, descending=True)
+        return values, perm
     errors = errors.contiguous()
     # bits(+inf) - bits(e) in [0, 2**31) for e >= 0 (int32), then the row offset (int64)
     low = torch.bitwise_and(errors.view(torch.int32), _LOW_MASK).neg_().add_(_INF_BITS)
@@ -131,7 +132,7 @@ def _sort_descending(errors: torch.Tensor) -> list[torch.Tensor]:
         perm = torch.sort(key, stable=True)[1]
     del key
     perm = perm.view(r, n).sub_(rows * n)  # index within the row
-    return [errors.gather(1, perm), perm]
+    return errors.gather(1, perm), perm
 
 
 def _lovasz_rows(
@@ -148,7 +149,7 @@ def _lovasz_rows(
     each row; ``positives`` (R,) its size. Writes the gradient with respect to
     the input — the error's gradient, negated on the foreground (where the
     error is ``1 - x``) — into ``out`` (R, N), in the original order, and
-    returns the (R,) row losses. ``errors`` is consumed.
+    returns the (R,) row losses.
 
     With :math:`D_k = |G| - \mathrm{cumsum}_k(G) + k`, :math:`J_k = k / D_k`, and
     the increments :math:`g_k = J_k - J_{k-1}` have the closed forms
@@ -157,10 +158,7 @@ def _lovasz_rows(
     Differencing ``J`` directly would cancel catastrophically in float32 (``J``
     is near 1 and the steps are near :math:`1/N`).
     """
-    box = _sort_descending(errors)
-    del errors
-    sorted_errors, perm = box
-    box.clear()
+    sorted_errors, perm = _sort_descending(errors)
     n = sorted_errors.shape[1]
     fg = fg.gather(1, perm)
     # float32 counts are exact up to 2**24 voxels per row
