@@ -187,7 +187,14 @@ def _slice_task(
                 soft_slice /= soft_slice.sum(axis=0, keepdims=True)
                 lab = soft_slice.argmax(axis=0).astype(np.int64)
             cases.append(
-                Case(f"{name}-z{z:03d}", img[None].astype(np.float32), lab, out_spacing, soft_slice)
+                Case(
+                    f"{name}-z{z:03d}",
+                    img[None].astype(np.float32),
+                    lab,
+                    out_spacing,
+                    soft_slice,
+                    subject=source,  # every slice comes from the one volume
+                )
             )
         splits[split] = cases
     return Task(
@@ -440,7 +447,12 @@ def _dsb_nuclei(name: str, seed: int, options: dict[str, object]) -> Task:
             img = resize(norm[y : y + tile, x : x + tile], (image_size, image_size), order=1)
             lab = resize(label[y : y + tile, x : x + tile], (image_size, image_size), order=0)
             cases.append(
-                Case(f"{name}-y{y:03d}x{x:03d}", img[None].astype(np.float32), lab.astype(np.int64))
+                Case(
+                    f"{name}-y{y:03d}x{x:03d}",
+                    img[None].astype(np.float32),
+                    lab.astype(np.int64),
+                    subject="dsb2018-img2d",  # every tile comes from the one image
+                )
             )
         splits[split] = cases
     return Task(

@@ -26,6 +26,10 @@ class Case:
         spacing: voxel size in mm in array axis order, or None when unknown.
         soft_label: optional float32 ``(num_classes, *spatial)`` probabilistic
             target (e.g. tissue probability maps); ``label`` is then its argmax.
+        subject: the subject (patient, atlas, source image) the case comes from;
+            None means the case is a subject of its own. Slices and tiles of one
+            volume share a subject: they are not independent, and cross-validation
+            and the study's statistics treat them as one unit.
     """
 
     case_id: str
@@ -33,6 +37,12 @@ class Case:
     label: np.ndarray
     spacing: tuple[float, ...] | None = None
     soft_label: np.ndarray | None = None
+    subject: str | None = None
+
+    @property
+    def subject_id(self) -> str:
+        """The subject, or the case itself when it is its own subject."""
+        return self.subject if self.subject is not None else self.case_id
 
     def __post_init__(self) -> None:
         if self.image.ndim != self.label.ndim + 1:
@@ -75,6 +85,20 @@ class Task:
     source: str = ""
     patch_size: tuple[int, ...] | None = None
     meta: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def cases(self) -> list[Case]:
+        """Every case of the task: train, then validation, then test."""
+        return [*self.train, *self.val, *self.test]
+
+    @property
+    def independent(self) -> bool:
+        """Whether every test case is a subject of its own (a valid unit for a statistical test).
+
+        False for slices or tiles of shared subjects (an atlas cut into slices).
+        """
+        subjects = [c.subject_id for c in self.test]
+        return len(set(subjects)) == len(subjects)
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):

@@ -455,6 +455,7 @@ def _slices(
                 np.ascontiguousarray(img),
                 np.ascontiguousarray(lab),
                 spacing,
+                subject=case.subject_id,
             )
         )
     return out
