@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("SimpleITK")
 
 from metricseg.cli import main
-from metricseg.evaluation import EvaluationError, evaluate_pairs, match_cases
+from metricseg.file_scoring import EvaluationError, evaluate_pairs, match_cases
 from metricseg.io import Geometry, write_image
 
 GT3D = np.zeros((3, 4, 5), dtype=np.uint8)

@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metricseg.evaluation import (
+    from metricseg.file_scoring import (
         EvaluationError,
         evaluate_pairs,
         match_cases,
