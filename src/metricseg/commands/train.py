@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from metricseg.commands._common import parse_options
     from metricseg.commands.bench import usable_cores
-    from metricseg.commands.data import parse_options
     from metricseg.distributed import barrier, is_main_process
     from metricseg.experiment.grid import RunSpec, result_path, run_one
     from metricseg.train import ddp
