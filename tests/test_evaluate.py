@@ -288,6 +288,21 @@ def test_ignore_index_minus_one(tmp_path):
     assert main(["evaluate", p, g]) == 1  # without it, -1 is a negative label
 
 
+def test_prediction_is_not_looked_at_where_the_ground_truth_is_ignored(tmp_path):
+    """A prediction holding the ignore value (or any label) only in ignored voxels is fine."""
+    gt = GT3D.copy()
+    gt[1] = 255
+    pred = PRED3D.copy()
+    pred[1, 2:] = 255  # e.g. a ground truth scored against itself
+    pred[1, 0, 3] = 200
+    write_image(tmp_path / "p.nii.gz", pred)
+    write_image(tmp_path / "g.nii.gz", gt)
+    pairs = [("c", tmp_path / "p.nii.gz", tmp_path / "g.nii.gz")]
+    result = evaluate_pairs(pairs, ignore_index=255, metrics=["dice"])
+    assert result.labels == [1, 2] and result.num_classes == 3
+    assert result.scores["dice"][0].tolist() == pytest.approx([6 / 7, 1.0])
+
+
 def _independent_counts(pred: np.ndarray, gt: np.ndarray, label: int) -> tuple[int, int, int]:
     p, t = pred == label, gt == label
     return int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())

@@ -39,6 +39,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,7 +52,10 @@ from metricseg.io import (
     read_image,
     strip_image_suffix,
 )
-from metricseg.metrics import METRICS, AggregateResult, MetricAccumulator, score_from_counts
+from metricseg.metrics import METRICS, MetricAccumulator, score_from_counts
+
+if TYPE_CHECKING:
+    from metricseg.metrics import AggregateResult
 
 __all__ = [
     "CSV_COLUMNS",
@@ -97,8 +101,9 @@ class CaseCounts:
     """Counts of one case, for the labels present in it.
 
     Attributes:
-        labels: ``(K,)`` int64, sorted: every label in the prediction or in the
-            counted (not ignored) ground truth.
+        labels: ``(K,)`` int64, sorted: every label ``0..max_label`` when the
+            largest is below 256, else only the labels present in the voxels
+            counted (ignored ground-truth voxels left out).
         counts: ``(K, 3)`` int64, ``(TP, FP, FN)`` of those labels.
         num_voxels: voxels counted (ignored ground-truth voxels left out).
     """
@@ -312,25 +317,26 @@ def _present(labels: np.ndarray) -> np.ndarray:
 
 
 def _count_labels(
-    pred: np.ndarray, gt: np.ndarray, keep: np.ndarray | None
+    pred: np.ndarray, gt: np.ndarray, keep: np.ndarray | None, max_label: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels present and their counts ``(K,)``, ``(K, 3)``, from :func:`confusion`.
+    """Labels and their counts ``(K,)``, ``(K, 3)``, from :func:`confusion`.
 
-    ``pred`` and ``gt`` are non-negative int64 label maps of one shape; ``keep``
-    (boolean, same shape, or None) marks the voxels counted. Labels below
-    :data:`_LABEL_BLOCK` are counted as they are; otherwise the labels present
-    are remapped to ``0..K-1`` and counted in blocks of ``_LABEL_BLOCK - 1``
-    labels (every other label mapped to a spare class 0), so that no table has
-    more than ``_LABEL_BLOCK²`` bins whatever the labels are.
+    ``pred`` and ``gt`` are non-negative int64 label maps of one shape whose
+    largest label is ``max_label``; ``keep`` (boolean, same shape, or None) marks
+    the voxels counted. Labels below :data:`_LABEL_BLOCK` are counted as they are
+    (every label ``0..max_label`` is returned). Otherwise only the labels present
+    are returned: remapped to ``0..K-1`` and counted in blocks of
+    ``_LABEL_BLOCK - 1`` labels (every other label mapped to a spare class 0), so
+    that no table has more than ``_LABEL_BLOCK²`` bins whatever the labels are.
     """
+    mask = None if keep is None else keep[None]
+    if max_label < 0:  # an empty image
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 3), dtype=np.int64)
+    if max_label < _LABEL_BLOCK:
+        c = max_label + 1
+        return np.arange(c, dtype=np.int64), confusion(pred[None], gt[None], c, mask=mask)[0]
     labels = np.union1d(_present(pred), _present(gt))
     k = len(labels)
-    mask = None if keep is None else keep[None]
-    if k == 0:
-        return labels, np.zeros((0, 3), dtype=np.int64)
-    if labels[-1] < _LABEL_BLOCK:
-        c = int(labels[-1]) + 1
-        return labels, confusion(pred[None], gt[None], c, mask=mask)[0][labels]
     p = np.searchsorted(labels, pred)
     g = np.searchsorted(labels, gt)
     if k <= _LABEL_BLOCK:
@@ -359,7 +365,8 @@ def count_case(
 
     ``num_classes=None`` accepts any label ``>= 0``; otherwise a label outside
     ``[0, num_classes)`` is an error. ``ignore_index`` marks ground-truth voxels
-    left out (it may be negative); a label in the files at or above a
+    left out (it may be negative); the prediction there is not looked at, except
+    that it must not be negative. A label in the counted voxels at or above a
     non-negative ``ignore_index`` makes it a class, which is refused.
     ``geometry_tolerance=None`` skips the geometry check.
 
@@ -389,23 +396,25 @@ def count_case(
     keep = None
     if ignore_index is not None:
         keep = gt_l != ignore_index
-        # ignored voxels still go through the counting as label 0, masked out
+        # the prediction does not matter where the ground truth is ignored (as in
+        # confusion): both go through the counting there as label 0, masked out
         gt_l = np.where(keep, gt_l, 0)
+        pred_l = np.where(keep, pred_l, 0)
     pred_max = int(pred_l.max(initial=-1))
-    gt_max = int(gt_l.max(initial=-1)) if keep is None or keep.any() else -1
-    worst, worst_path = max((pred_max, pred_path), (gt_max, gt_path), key=lambda t: t[0])
-    if ignore_index is not None and 0 <= ignore_index <= worst:
+    gt_max = int(gt_l.max(initial=-1))
+    max_label, max_path = max((pred_max, pred_path), (gt_max, gt_path), key=lambda t: t[0])
+    if ignore_index is not None and 0 <= ignore_index <= max_label:
         raise SettingsError(
-            f"--ignore-index {ignore_index} is a class label: {worst_path} holds label "
-            f"{worst}, so the classes are at least [0, {worst}]; the ignore index must lie "
-            f"outside the classes, as in the losses (e.g. {max(worst + 1, 255)} or -1)"
+            f"--ignore-index {ignore_index} is a class label: {max_path} holds label "
+            f"{max_label}, so the classes are at least [0, {max_label}]; the ignore index must lie "
+            f"outside the classes, as in the losses (e.g. {max(max_label + 1, 255)} or -1)"
         )
-    if num_classes is not None and worst >= num_classes:
+    if num_classes is not None and max_label >= num_classes:
         raise EvaluationError(
-            f"{worst_path}: holds label {worst}, outside [0, {num_classes - 1}] for "
+            f"{max_path}: holds label {max_label}, outside [0, {num_classes - 1}] for "
             f"--num-classes {num_classes}"
         )
-    labels, counts = _count_labels(pred_l, gt_l, keep)
+    labels, counts = _count_labels(pred_l, gt_l, keep, max_label)
     n = gt_l.size if keep is None else int(keep.sum())
     return CaseCounts(case, pred_path, gt_path, labels, counts.astype(np.int64), int(n))
 
