@@ -288,19 +288,23 @@ def test_ignore_index_minus_one(tmp_path):
     assert main(["evaluate", p, g]) == 1  # without it, -1 is a negative label
 
 
-def test_prediction_is_not_looked_at_where_the_ground_truth_is_ignored(tmp_path):
-    """A prediction holding the ignore value (or any label) only in ignored voxels is fine."""
+def test_a_prediction_holding_the_ignore_index_makes_it_a_class(tmp_path):
+    """A perfect prediction of class 2 with --ignore-index 2: refused, not silently dropped.
+
+    A prediction holds classes only, so its values count everywhere, also where the
+    ground truth is ignored; the ground truth's ignored voxels do not.
+    """
     gt = GT3D.copy()
-    gt[1] = 255
-    pred = PRED3D.copy()
-    pred[1, 2:] = 255  # e.g. a ground truth scored against itself
-    pred[1, 0, 3] = 200
-    write_image(tmp_path / "p.nii.gz", pred)
+    write_image(tmp_path / "p.nii.gz", gt)  # predicts label 2 exactly where it is
     write_image(tmp_path / "g.nii.gz", gt)
     pairs = [("c", tmp_path / "p.nii.gz", tmp_path / "g.nii.gz")]
+    with pytest.raises(SettingsError, match=r"p\.nii\.gz holds label 2"):
+        evaluate_pairs(pairs, ignore_index=2)
+    gt[1] = 255  # an ignore value outside the classes, in the ground truth only
+    write_image(tmp_path / "g.nii.gz", gt)
     result = evaluate_pairs(pairs, ignore_index=255, metrics=["dice"])
     assert result.labels == [1, 2] and result.num_classes == 3
-    assert result.scores["dice"][0].tolist() == pytest.approx([6 / 7, 1.0])
+    assert result.scores["dice"][0].tolist() == [1.0, 1.0]
 
 
 def _independent_counts(pred: np.ndarray, gt: np.ndarray, label: int) -> tuple[int, int, int]:

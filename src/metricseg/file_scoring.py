@@ -102,8 +102,8 @@ class CaseCounts:
 
     Attributes:
         labels: ``(K,)`` int64, sorted: every label ``0..max_label`` when the
-            largest is below 256, else only the labels present in the voxels
-            counted (ignored ground-truth voxels left out).
+            largest is below 256, else only the labels present in the prediction
+            or in the counted (not ignored) ground truth.
         counts: ``(K, 3)`` int64, ``(TP, FP, FN)`` of those labels.
         num_voxels: voxels counted (ignored ground-truth voxels left out).
     """
@@ -365,9 +365,9 @@ def count_case(
 
     ``num_classes=None`` accepts any label ``>= 0``; otherwise a label outside
     ``[0, num_classes)`` is an error. ``ignore_index`` marks ground-truth voxels
-    left out (it may be negative); the prediction there is not looked at, except
-    that it must not be negative. A label in the counted voxels at or above a
-    non-negative ``ignore_index`` makes it a class, which is refused.
+    left out (it may be negative). A label at or above a non-negative
+    ``ignore_index`` — anywhere in the prediction (which holds classes only), or
+    in the counted ground truth — makes it a class, which is refused.
     ``geometry_tolerance=None`` skips the geometry check.
 
     Raises:
@@ -396,10 +396,10 @@ def count_case(
     keep = None
     if ignore_index is not None:
         keep = gt_l != ignore_index
-        # the prediction does not matter where the ground truth is ignored (as in
-        # confusion): both go through the counting there as label 0, masked out
+        # ignored voxels still go through the counting as label 0, masked out
         gt_l = np.where(keep, gt_l, 0)
-        pred_l = np.where(keep, pred_l, 0)
+    # every value of a prediction is a class, also where the ground truth is ignored:
+    # a prediction holding the ignore index makes it a label
     pred_max = int(pred_l.max(initial=-1))
     gt_max = int(gt_l.max(initial=-1))
     max_label, max_path = max((pred_max, pred_path), (gt_max, gt_path), key=lambda t: t[0])
