@@ -251,11 +251,26 @@ def discard_run(spec: RunSpec, out_dir: str | Path) -> None:
             paths.work.rmdir()
 
 
-def check_loss(spec: RunSpec) -> None:
-    """Build the spec's loss once (unknown names and options fail here, before any file)."""
-    from metricseg import losses
+def check_loss(spec: RunSpec, task: Task | None = None) -> None:
+    """Build the spec's loss (unknown names and options fail here, before any file is written).
 
-    losses.get(spec.loss, **dict(spec.loss_options))
+    With its ``task``, the loss is also called once on a tiny input of the task's
+    classes and dims, so that options a loss checks only when called fail here too.
+    """
+    import torch
+
+    from metricseg import losses
+    from metricseg.train import make_loss
+
+    if task is None:
+        losses.get(spec.loss, **dict(spec.loss_options))
+        return
+    loss = make_loss(spec.loss, task, **dict(spec.loss_options))
+    shape = (1, task.num_classes, *([4] * task.spatial_dims))
+    logits = torch.zeros(shape, requires_grad=True)
+    labels = torch.zeros((1, *shape[2:]), dtype=torch.int64)
+    labels.view(-1)[: task.num_classes] = torch.arange(task.num_classes)
+    loss(logits, labels).backward()
 
 
 @dataclass

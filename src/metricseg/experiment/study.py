@@ -27,27 +27,30 @@ def prepare_study(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
     specs = suite.specs()
     if not specs:
         raise ValueError(f"study {suite.name!r} has no run: no task, loss or seed")
-    seen_losses: set[str] = set()
-    seen_tasks: set[str] = set()
+    checked: set[str] = set()
     for spec in specs:
         run_paths(spec, out_dir)
-        loss_key = json.dumps([spec.loss, dict(spec.loss_options)], sort_keys=True, default=str)
-        if loss_key not in seen_losses:
-            try:
-                check_loss(spec)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"loss {spec.loss_label!r}: {exc}") from None
-            seen_losses.add(loss_key)
+        try:
+            check_loss(spec)  # names and constructor options, before any task is built
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"loss {spec.loss_label!r}: {exc}") from None
+    for spec in specs:
         task_key = json.dumps(
             [spec.task, dict(spec.task_options), spec.fold, spec.num_folds], sort_keys=True
         )
-        if task_key not in seen_tasks:
-            try:
-                load_task(spec)
-            except (TypeError, ValueError, FileNotFoundError, RuntimeError) as exc:
-                where = f" (fold {spec.fold} of {spec.num_folds})" if spec.fold is not None else ""
-                raise ValueError(f"task {spec.task!r}{where}: {exc}") from None
-            seen_tasks.add(task_key)
+        loss_key = json.dumps([task_key, spec.loss, dict(spec.loss_options)], sort_keys=True)
+        if loss_key in checked:
+            continue
+        try:
+            task = load_task(spec)
+        except (TypeError, ValueError, FileNotFoundError, RuntimeError) as exc:
+            where = f" (fold {spec.fold} of {spec.num_folds})" if spec.fold is not None else ""
+            raise ValueError(f"task {spec.task!r}{where}: {exc}") from None
+        try:
+            check_loss(spec, task)  # options a loss checks only when it is called
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"loss {spec.loss_label!r} on task {spec.task!r}: {exc}") from None
+        checked.add(loss_key)
     return specs
 
 
