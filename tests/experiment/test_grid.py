@@ -138,3 +138,36 @@ def test_get_executor():
         get_executor("slurm")
     with pytest.raises(ValueError, match="jobs"):
         LocalExecutor(jobs=0)
+
+
+def test_a_result_of_the_first_format_is_rescored_from_its_counts_not_retrained(
+    tmp_path, tiny_spec, monkeypatch
+):
+    import math
+
+    from metricseg.experiment.scoring import TVERSKY_COLUMN
+
+    current = load_result(run_one(tiny_spec, tmp_path).path)
+    path = result_path(tiny_spec, tmp_path)
+    old = json.loads(path.read_text())
+    old["format"] = 1  # as the first format stored it: a bare tversky, Hamming 1 when empty
+    for row in old["rows"]:
+        row.pop("subject"), row.pop("sensitivity"), row.pop("precision")
+        row["tversky"] = row.pop(TVERSKY_COLUMN)
+        if row["tp"] + row["fp"] + row["fn"] == 0:
+            row["hamming"] = 1.0
+    del old["spec"]["variant"], old["spec"]["label"]
+    path.write_text(json.dumps(old))
+
+    def boom(*args, **kwargs):
+        raise AssertionError("an old result was trained again")
+
+    monkeypatch.setattr(train_module, "train", boom)
+    assert run_one(tiny_spec, tmp_path).status == "rescored"
+    new = load_result(path)
+    assert new["rescored_from_format"] == 1 and new["spec"] == tiny_spec.to_dict()
+    for a, b in zip(current["rows"], new["rows"]):
+        assert set(a) == set(b) and "tversky" not in b
+        for k in a:
+            assert a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k]))
+    assert run_one(tiny_spec, tmp_path).status == "kept"
