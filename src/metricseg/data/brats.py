@@ -404,36 +404,67 @@ def resample_box(
     r"""Sample ``array`` on a grid of ``target`` mm spacing that covers ``box``, centred on it.
 
     The grid has :func:`box_shape` voxels per axis; output voxel :math:`o` lies at the input
-    coordinate :math:`c + (o - (n - 1)/2)\, t / s` (voxel units), where :math:`c = (lo + hi - 1)/2`
-    is the box centre, :math:`t` the target and :math:`s` the input spacing. This is resampling
-    the whole volume to ``target`` mm and cropping it to the box, without computing the voxels
-    that would be cropped away. Outside the volume the input counts as 0.
+    coordinate :math:`p = c + (o - (n - 1)/2)\, t / s` (voxel units), where
+    :math:`c = (lo + hi - 1)/2` is the box centre, :math:`t` the target and :math:`s` the input
+    spacing. This is resampling the whole volume to ``target`` mm and cropping it to the box,
+    without computing the voxels that would be cropped away. Outside the volume the input
+    counts as 0.
+
+    The grid is axis-aligned, so both interpolations are separable and run one axis at a time
+    (the same numbers as :func:`scipy.ndimage.affine_transform` with ``mode="grid-constant"``,
+    several times faster):
+
+    * ``order=1``: trilinear, :math:`(1 - w)\, x_{\lfloor p \rfloor} + w\, x_{\lfloor p \rfloor + 1}`,
+      :math:`w = p - \lfloor p \rfloor`, per axis;
+    * ``order=0``: nearest neighbour, :math:`x_{\lfloor p + 1/2 \rfloor}` (ties go up); never
+      creates a value that is not in ``array``.
 
     Args:
         array: ``(*spatial)``.
-        order: 1 (linear, for intensities) or 0 (nearest neighbour, for label maps and masks;
-            never creates a value that is not in ``array``).
+        order: 1 (linear, for intensities) or 0 (nearest, for label maps and masks).
 
     Returns:
-        ``(*box_shape)`` array of ``array``'s dtype.
+        ``(*box_shape)``, float32 for ``order=1`` of a float32 input, else ``array``'s dtype.
     """
-    from scipy import ndimage
-
     if order not in (0, 1):
         raise ValueError(f"order must be 0 (nearest) or 1 (linear), got {order}")
+    if array.ndim != len(box) or len(spacing) != len(box) or len(target) != len(box):
+        raise ValueError(
+            f"array {array.shape}, spacing {tuple(spacing)}, box {tuple(box)} and target "
+            f"{tuple(target)} must have one entry per axis"
+        )
     shape = box_shape(box, spacing, target)
-    step = np.array([t / s for s, t in zip(spacing, target)], dtype=np.float64)
-    offset = [(lo + hi - 1) / 2 - (n - 1) / 2 * st for (lo, hi), n, st in zip(box, shape, step)]
-    return ndimage.affine_transform(
-        array,
-        step,
-        offset=offset,
-        output_shape=shape,
-        order=order,
-        mode="grid-constant",
-        cval=0,
-        prefilter=False,
-    )
+    positions = [
+        (lo + hi - 1) / 2 + (np.arange(n, dtype=np.float64) - (n - 1) / 2) * (t / s)
+        for (lo, hi), n, s, t in zip(box, shape, spacing, target)
+    ]
+    out = array
+    if order == 0:
+        for axis, p in enumerate(positions):
+            index = np.floor(p + 0.5).astype(np.int64)
+            inside = (index >= 0) & (index < array.shape[axis])
+            out = np.take(out, np.clip(index, 0, array.shape[axis] - 1), axis=axis)
+            if not inside.all():
+                view = [None] * array.ndim
+                view[axis] = slice(None)
+                out = np.where(inside[tuple(view)], out, np.zeros((), dtype=out.dtype))
+        return np.ascontiguousarray(out)
+    dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float64
+    out = array.astype(dtype, copy=False)
+    # the axis that shrinks most goes first, so later passes work on less data
+    for axis in sorted(range(array.ndim), key=lambda a: len(positions[a]) / array.shape[a]):
+        p, size = positions[axis], array.shape[axis]
+        below = np.floor(p).astype(np.int64)
+        weight = p - below
+        above = below + 1
+        w_below = np.where((below >= 0) & (below < size), 1.0 - weight, 0.0).astype(dtype)
+        w_above = np.where((above >= 0) & (above < size), weight, 0.0).astype(dtype)
+        view = [1] * array.ndim
+        view[axis] = len(p)
+        out = np.take(out, np.clip(below, 0, size - 1), axis=axis) * w_below.reshape(
+            view
+        ) + np.take(out, np.clip(above, 0, size - 1), axis=axis) * w_above.reshape(view)
+    return np.ascontiguousarray(out)
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,7 @@ def load_case(
         spacing = target
     normalised = []
     for c, how in zip(volumes, norms):
-        c = c.astype(np.float32)
+        c = c.astype(np.float32, copy=False)  # the stack below copies anyway
         if how == "ct":
             normalised.append(ct_window(c))
         elif how == "zscore":
