@@ -218,6 +218,17 @@ def test_nnunet_channel_files_must_be_complete(brats_data, tmp_path):
 
 def test_official_layout_errors_name_the_folder(brats_data, tmp_path):
     root = brats_data.write_official(tmp_path / "off", n=2)
+    # macOS "._" copies next to the real files are not a second FLAIR
+    folder = next(root.glob("*/Brats18_2013_0_1"))
+    (folder / "._Brats18_2013_0_1_flair.nii.gz").write_bytes(b"\x00\x05\x16\x07")
+    assert [s.subject for s in find_brats_subjects(root).subjects] == [
+        "Brats18_2013_0_1",
+        "Brats18_2013_1_1",
+    ]
+    (folder / "Brats18_2013_0_1_FLAIR.nii.gz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"Brats18_2013_0_1: more than one \*_flair file"):
+        find_brats_subjects(root)
+    (folder / "Brats18_2013_0_1_FLAIR.nii.gz").unlink()
     seg = next(root.glob("*/Brats18_2013_1_1/*_seg.nii.gz"))
     seg.unlink()
     with pytest.raises(ValueError, match=r"Brats18_2013_1_1: no \*_seg.nii.gz label file"):
@@ -424,6 +435,9 @@ def test_options_are_checked(brats_data, tmp_path):
         get_task("brats", path=root, num_train=1, num_val=1, num_test=2, max_subjects=3)
     with pytest.raises(ValueError, match="path must name the BraTS folder"):
         get_task("brats", path="")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match=r"cache_dir '.*a-file': cannot create"):
+        get_task("brats", path=root, cache_dir=tmp_path / "a-file")
     task = get_task(
         "brats", path=root, spacing=(2.0, 4.0, 4.0), patch_size=None, max_subjects=2, num_val=0
     )

@@ -57,11 +57,15 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from metricseg.data.real import SourceUnavailableError
 from metricseg.data.task import Case, Task
+
+if TYPE_CHECKING:
+    from metricseg.data.user import DatasetFiles
 
 __all__ = [
     "BRATS_ENV",
@@ -199,7 +203,7 @@ def _pick(available: Sequence[str], wanted: Sequence[str], where: str) -> list[i
     return picks
 
 
-def _nnunet_subjects(files, wanted: Sequence[str]) -> list[BratsSubject]:
+def _nnunet_subjects(files: DatasetFiles, wanted: Sequence[str]) -> list[BratsSubject]:
     from metricseg.io import strip_image_suffix
 
     picks = _pick(files.modalities, wanted, f"{files.root / 'dataset.json'} (channel_names)")
@@ -218,7 +222,7 @@ def _nnunet_subjects(files, wanted: Sequence[str]) -> list[BratsSubject]:
     return subjects
 
 
-def _msd_subjects(files, wanted: Sequence[str]) -> list[BratsSubject]:
+def _msd_subjects(files: DatasetFiles, wanted: Sequence[str]) -> list[BratsSubject]:
     picks = _pick(files.modalities, wanted, f"{files.root / 'dataset.json'} (modality)")
     return [
         BratsSubject(check_subject_name(case, str(images[0])), tuple(images), label, tuple(picks))
@@ -230,7 +234,9 @@ def _official_file(folder: Path, suffix: str) -> Path | None:
     hits = [
         f
         for f in folder.iterdir()
-        if f.is_file() and f.name.lower().endswith((f"_{suffix}.nii.gz", f"_{suffix}.nii"))
+        if f.is_file()
+        and not f.name.startswith(".")  # macOS "._" copies next to the real files
+        and f.name.lower().endswith((f"_{suffix}.nii.gz", f"_{suffix}.nii"))
     ]
     if len(hits) > 1:
         raise ValueError(f"{folder}: more than one *_{suffix} file: {sorted(f.name for f in hits)}")
@@ -604,6 +610,8 @@ def clear_memory_cache() -> None:
 
 
 def _remember(key: tuple[str, str], subject: PreprocessedSubject) -> None:
+    for name in _FIELDS:  # shared by every task of the process: cases get copies
+        getattr(subject, name).setflags(write=False)
     with _MEMORY_LOCK:
         _MEMORY[key] = subject
         _MEMORY.move_to_end(key)
@@ -883,7 +891,13 @@ def brats_task(*, seed: int = 0, **options: object) -> Task:
     folder = None
     if opts.cache_dir is not None:
         folder = Path(opts.cache_dir).expanduser() / f"brats-{key}"
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"cache_dir {opts.cache_dir!r}: cannot create {folder} ({exc}); give a "
+                "writable folder, or cache_dir=None for no disk cache"
+            ) from None
         if not (folder / "key.json").is_file():
             from metricseg.atomic import atomic_write_json
 
