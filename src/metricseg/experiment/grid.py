@@ -77,11 +77,21 @@ def _cached_task(name: str, data_seed: int, options_json: str) -> Task:
     return get_task(name, seed=data_seed, **json.loads(options_json))
 
 
-def load_task(spec: RunSpec) -> Task:
-    """The spec's task, fold applied; built once per process and kept (4 tasks at most)."""
-    task = _cached_task(
-        spec.task, spec.data_seed, json.dumps(dict(spec.task_options), sort_keys=True)
-    )
+#: Tasks that keep their preprocessed arrays on disk: a study gives them ``OUT/cache``, so
+#: that its runs (in any worker) read the arrays instead of preprocessing them again.
+_DISK_CACHED = frozenset({"brats"})
+
+
+def load_task(spec: RunSpec, cache_dir: str | Path | None = None) -> Task:
+    """The spec's task, fold applied; built once per process and kept (4 tasks at most).
+
+    ``cache_dir`` is the study's cache folder for tasks that keep preprocessed arrays on
+    disk (a ``cache_dir`` task option of the spec wins).
+    """
+    options = dict(spec.task_options)
+    if spec.task in _DISK_CACHED and cache_dir is not None:
+        options.setdefault("cache_dir", str(cache_dir))
+    task = _cached_task(spec.task, spec.data_seed, json.dumps(options, sort_keys=True))
     if spec.fold is not None:
         task = outer_fold(task, spec.fold, spec.num_folds, seed=spec.data_seed)
     return task
@@ -172,7 +182,7 @@ def _finished(paths: RunPaths, spec: RunSpec) -> tuple[dict[str, Any] | None, bo
 
 
 def _rescore(paths: RunPaths, spec: RunSpec, old: dict[str, Any]) -> dict[str, Any]:
-    task = load_task(spec)  # the subjects and the independence of the task's cases
+    task = load_task(spec, paths.root / "cache")  # the subjects, the cases' independence
     subjects = {c.case_id: c.subject_id for c in task.cases}
     new = {
         **old,
@@ -353,7 +363,7 @@ def _train_and_score(spec: RunSpec, paths: RunPaths, progress: bool | None) -> N
     from metricseg.train import TrainConfig, train
 
     t0 = time.perf_counter()
-    task = load_task(spec)
+    task = load_task(spec, paths.root / "cache")
     load_seconds = time.perf_counter() - t0
     config = TrainConfig.from_options({**spec.train, "loss_options": dict(spec.loss_options)})
     result = train(

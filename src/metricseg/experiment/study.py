@@ -42,7 +42,7 @@ def prepare_study(suite: Suite, out_dir: str | Path) -> list[RunSpec]:
         if loss_key in checked:
             continue
         try:
-            task = load_task(spec)
+            task = load_task(spec, Path(out_dir) / "cache")
         except (TypeError, ValueError, FileNotFoundError, RuntimeError) as exc:
             where = f" (fold {spec.fold} of {spec.num_folds})" if spec.fold is not None else ""
             raise ValueError(f"task {spec.task!r}{where}: {exc}") from None
