@@ -217,13 +217,20 @@ def check_geometry(
 def write_image(
     path: str | os.PathLike[str], array: np.ndarray, geometry: Geometry | None = None
 ) -> Path:
-    """Write ``array`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    """Write ``array`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    A 4D array ``(C, z, y, x)`` is written as a 4D image (channels on the fourth file axis,
+    as the Medical Segmentation Decathlon stores multi-modal volumes), so that
+    :func:`read_image` gives it back channels first; ``geometry`` then has 4 entries per axis.
+    """
     sitk = _sitk()
     p = Path(path)
     suffix = next((s for s in IMAGE_SUFFIXES if p.name.lower().endswith(s)), None)
     if suffix is None:
         raise ValueError(f"path must end with one of {IMAGE_SUFFIXES}, got {str(p)!r}")
-    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    # SimpleITK would otherwise take the last axis of a 4D array as vector components
+    vector = False if array.ndim == 4 else None
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=vector)
     if geometry is not None:
         img.SetSpacing(geometry.spacing)
         img.SetOrigin(geometry.origin)

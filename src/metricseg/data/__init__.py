@@ -42,7 +42,7 @@ def list_tasks() -> list[TaskInfo]:
     """Every task :func:`get_task` knows, with whether it is available here.
 
     >>> names = [t.name for t in list_tasks()]
-    >>> "tiny-lesions" in names and "aal" in names and "msd:Task04_Hippocampus" in names
+    >>> all(n in names for n in ("tiny-lesions", "aal", "brats", "msd:Task04_Hippocampus"))
     True
     """
     from metricseg.data.download import MSD_TASKS, msd_folder
@@ -80,6 +80,22 @@ def list_tasks() -> list[TaskInfo]:
                 real.description,
             )
         )
+    from metricseg.data.brats import brats_info
+
+    available, how_to_get, size = brats_info()
+    infos.append(
+        TaskInfo(
+            "brats",
+            "real",
+            available,
+            how_to_get,
+            3,
+            2,
+            ("background", "whole-tumour"),
+            size,
+            "BraTS whole tumour, 3D subjects at 2 mm (your BraTS / MSD Task01 / nnU-Net folder)",
+        )
+    )
     for name, msd in MSD_TASKS.items():
         available = msd_folder(name) is not None
         infos.append(
@@ -118,8 +134,9 @@ def get_task(name: str, *, seed: int = 0, **options: object) -> Task:
         name: a synthetic preset (``"tiny-lesions"``, ``"large-organ"``, ``"mixed-sizes"``,
             ``"multiclass"``, ``"synthetic-3d"``), a real offline task (``"aal"``,
             ``"aal-small"``, ``"colin-brain"``, ``"mni-tissue"``, ``"dsb-nuclei"``,
-            ``"inia19"``), ``"folder:PATH"`` or ``"user"`` with ``path=...`` for a user
-            dataset, or ``"msd:Task04_Hippocampus"`` (and the other MSD tasks) after
+            ``"inia19"``), ``"brats"`` (BraTS whole tumour from ``path=`` or
+            ``$METRICSEG_BRATS``, see :mod:`metricseg.data.brats`), ``"folder:PATH"`` or
+            ``"user"`` with ``path=...`` for a user dataset, or ``"msd:Task04_Hippocampus"`` (and the other MSD tasks) after
             ``metricseg data download``.
         seed: seed of the synthetic generators and of user-dataset splits.
         options: task options (``image_size``, ``num_train``, ``num_val``, ``num_test``,
@@ -134,6 +151,10 @@ def get_task(name: str, *, seed: int = 0, **options: object) -> Task:
         return synthetic_task(name, seed=seed, **options)
     if name in REAL_TASKS:
         return real_task(name, seed=seed, **options)
+    if name == "brats":
+        from metricseg.data.brats import brats_task
+
+        return brats_task(seed=seed, **options)
     if name.startswith("folder:") or name == "user":
         from metricseg.data.user import user_task
 
@@ -146,5 +167,5 @@ def get_task(name: str, *, seed: int = 0, **options: object) -> Task:
         from metricseg.data.download import msd_task
 
         return msd_task(name[len("msd:") :], seed=seed, **options)
-    known = [*PRESETS, *REAL_TASKS, "folder:PATH", "user", "msd:TaskXX_Name"]
+    known = [*PRESETS, *REAL_TASKS, "brats", "folder:PATH", "user", "msd:TaskXX_Name"]
     raise ValueError(f"name must be one of {known}, got {name!r}")

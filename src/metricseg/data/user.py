@@ -182,8 +182,14 @@ def load_case(
     *,
     normalization: str | Sequence[str] = "zscore",
     target_spacing: Sequence[float] | None = None,
+    channels: Sequence[int] | None = None,
 ) -> Case:
     """Read one case, check that image and label agree, resample and normalise.
+
+    Args:
+        channels: indices of the channels to keep, in this order, counted over the channels
+            of ``image_files`` in turn (a 4D file gives one channel per volume); None keeps
+            all. Applied before normalisation and resampling, so the others cost no work.
 
     Raises:
         ImageReadError: a corrupt file (named).
@@ -191,8 +197,9 @@ def load_case(
     """
     from metricseg.io import check_geometry, read_image
 
+    picks = None if channels is None else [int(i) for i in channels]
     label, label_geometry = read_image(label_file)
-    channels = []
+    volumes = []
     spacing = tuple(reversed(label_geometry.spacing))
     for f in image_files:
         array, geometry = read_image(f)
@@ -217,7 +224,15 @@ def load_case(
             raise ValueError(
                 f"{f}: spacing {geometry_spacing} differs from label {label_file}: {spacing}"
             )
-        channels.extend(parts)
+        volumes.extend(parts)
+    if picks is not None:
+        bad = [i for i in picks if not 0 <= i < len(volumes)]
+        if bad:
+            raise ValueError(
+                f"channels must be indices in [0, {len(volumes)}) for the {len(volumes)} "
+                f"channels of case {case_id!r}, got {list(picks)}"
+            )
+        volumes = [volumes[i] for i in picks]
     if not np.issubdtype(label.dtype, np.integer):
         if not np.array_equal(label, np.round(label)):
             raise ValueError(
@@ -227,23 +242,23 @@ def load_case(
     if label.min() < 0:
         raise ValueError(f"{label_file}: label map has negative value {int(label.min())}")
     norms = (
-        [normalization] * len(channels) if isinstance(normalization, str) else list(normalization)
+        [normalization] * len(volumes) if isinstance(normalization, str) else list(normalization)
     )
-    if len(norms) != len(channels):
+    if len(norms) != len(volumes):
         raise ValueError(
-            f"normalization has {len(norms)} entries for {len(channels)} channels of case {case_id!r}"
+            f"normalization has {len(norms)} entries for {len(volumes)} channels of case {case_id!r}"
         )
     if target_spacing is not None:
         target = tuple(float(s) for s in target_spacing)
         if len(target) != label.ndim:
             raise ValueError(f"target_spacing must have {label.ndim} entries, got {target}")
         shape = tuple(max(1, round(n * s / t)) for n, s, t in zip(label.shape, spacing, target))
-        channels = [resize(c.astype(np.float32), shape, order=1) for c in channels]
+        volumes = [resize(c.astype(np.float32), shape, order=1) for c in volumes]
         label = resize(label, shape, order=0)
         spacing = target
     normalised = []
-    for c, how in zip(channels, norms):
-        c = c.astype(np.float32)
+    for c, how in zip(volumes, norms):
+        c = c.astype(np.float32, copy=False)  # the stack below copies anyway
         if how == "ct":
             normalised.append(ct_window(c))
         elif how == "zscore":
