@@ -401,12 +401,12 @@ def test_missing_folder_says_how_to_get_the_data(tmp_path, monkeypatch):
 def test_env_var_and_cli(brats_data, tmp_path, monkeypatch, capsys):
     root = brats_data.write_official(tmp_path / "off", n=3)
     assert main(["data", "list"]) == 0
-    line = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("brats "))
+    line = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("│ brats "))
     assert "no: set $METRICSEG_BRATS or -o path=FOLDER" in line
     assert "metricseg data download msd:Task01_BrainTumour" in line
     monkeypatch.setenv(BRATS_ENV, str(root))
     assert main(["data", "list"]) == 0
-    line = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("brats "))
+    line = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("│ brats "))
     assert "3 subjects (official)" in line and " yes " in line
     task = get_task("brats", num_val=1, num_test=1)
     assert task.source == str(root)

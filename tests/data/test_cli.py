@@ -165,3 +165,10 @@ def test_show_a_user_folder(tmp_path, capsys):
     assert main(["data", "show", f"folder:{tmp_path / 'data'}", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.is_file() and "class-1" in printed and "5 cases" in printed
+
+
+def test_task_without_its_data_here_is_work_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("METRICSEG_MRICRON_DIR", str(tmp_path))  # no atlas files there
+    assert main(["data", "show", "aal", "--out", str(tmp_path / "aal.png")]) == 1
+    err = capsys.readouterr().err
+    assert "apt-get install mricron-data" in err and "Traceback" not in err

@@ -18,8 +18,9 @@ Tasks for training and for `metricseg bench`.
 
 TASK is a name from `data list`, folder:PATH for your own data, or msd:TaskXX_Name.
 
-Exit codes: 0 done; 1 the work failed (a download, writing the picture);
-2 a usage error (unknown task or option, a task without cases in --split).
+Exit codes: 0 done; 1 the work failed (a download, writing the picture, a
+task whose data is not on this machine); 2 a usage error (unknown task or
+option, a missing folder, a task without cases in --split).
 """
 
 
@@ -69,7 +70,7 @@ def _table(
 ) -> None:
     """Print ``rows`` as a rich table; ``right`` columns right-aligned, only ``wrap`` columns wrap.
 
-    Piped output gets 200 columns, so that a line is a row (``grep`` works).
+    Piped output is not wrapped, so that a line is a row (``grep`` works).
     """
     import sys
 
@@ -83,7 +84,7 @@ def _table(
         )
     for row in rows:
         table.add_row(*row)
-    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
+    Console(highlight=False, width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 def _list() -> int:
@@ -182,6 +183,7 @@ def _check_png_path(out: Path) -> None:
 
 def _show(args: argparse.Namespace) -> int:
     from metricseg.data import get_task
+    from metricseg.data.real import SourceUnavailableError
     from metricseg.data.stats import summarise, task_statistics
 
     if args.cases < 1:
@@ -190,6 +192,8 @@ def _show(args: argparse.Namespace) -> int:
     options = parse_options(args.option)
     try:
         task = get_task(args.task, seed=args.seed, **options)
+    except SourceUnavailableError as exc:  # a known task whose files are not here
+        raise WorkError(str(exc)) from None
     except (ValueError, TypeError, FileNotFoundError) as exc:
         # an unknown name or option, a missing folder, a file that cannot be an input
         raise UsageError(str(exc)) from None
