@@ -45,8 +45,26 @@ def list_tasks() -> list[TaskInfo]:
     >>> all(n in names for n in ("tiny-lesions", "aal", "brats", "msd:Task04_Hippocampus"))
     True
     """
-    from metricseg.data.download import MSD_TASKS, msd_folder
-    from metricseg.data.real import REAL_TASKS
+    return [
+        *_synthetic_infos(),
+        *_real_infos(),
+        _brats_info(),
+        *_msd_infos(),
+        TaskInfo(
+            "folder:PATH",
+            "user",
+            True,
+            "",
+            None,
+            None,
+            (),
+            "-",
+            "your own data: MSD (dataset.json), nnU-Net raw, or images/ + labels/ folders",
+        ),
+    ]
+
+
+def _synthetic_infos() -> list[TaskInfo]:
     from metricseg.data.synthetic import PRESETS
 
     infos = []
@@ -65,6 +83,13 @@ def list_tasks() -> list[TaskInfo]:
                 spec.description,
             )
         )
+    return infos
+
+
+def _real_infos() -> list[TaskInfo]:
+    from metricseg.data.real import REAL_TASKS
+
+    infos = []
     for real in REAL_TASKS.values():
         available = real.available()
         infos.append(
@@ -80,22 +105,30 @@ def list_tasks() -> list[TaskInfo]:
                 real.description,
             )
         )
+    return infos
+
+
+def _brats_info() -> TaskInfo:
     from metricseg.data.brats import brats_info
 
     available, how_to_get, size = brats_info()
-    infos.append(
-        TaskInfo(
-            "brats",
-            "real",
-            available,
-            how_to_get,
-            3,
-            2,
-            ("background", "whole-tumour"),
-            size,
-            "BraTS whole tumour, 3D subjects at 2 mm (your BraTS / MSD Task01 / nnU-Net folder)",
-        )
+    return TaskInfo(
+        "brats",
+        "real",
+        available,
+        how_to_get,
+        3,
+        2,
+        ("background", "whole-tumour"),
+        size,
+        "BraTS whole tumour, 3D subjects at 2 mm (your BraTS / MSD Task01 / nnU-Net folder)",
     )
+
+
+def _msd_infos() -> list[TaskInfo]:
+    from metricseg.data.download import MSD_TASKS, msd_folder
+
+    infos = []
     for name, msd in MSD_TASKS.items():
         available = msd_folder(name) is not None
         infos.append(
@@ -111,19 +144,6 @@ def list_tasks() -> list[TaskInfo]:
                 msd.description,
             )
         )
-    infos.append(
-        TaskInfo(
-            "folder:PATH",
-            "user",
-            True,
-            "",
-            None,
-            None,
-            (),
-            "-",
-            "your own data: MSD (dataset.json), nnU-Net raw, or images/ + labels/ folders",
-        )
-    )
     return infos
 
 

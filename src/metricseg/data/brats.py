@@ -61,8 +61,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from metricseg.data.preprocess import seeded_split, zscore
 from metricseg.data.real import SourceUnavailableError
-from metricseg.data.task import Case, Task
+from metricseg.data.task import Case, Task, check_task_options
 
 if TYPE_CHECKING:
     from metricseg.data.user import DatasetFiles
@@ -522,8 +523,6 @@ def preprocess_subject(
     >>> out.image.shape, out.box.tolist(), sorted(np.unique(out.label).tolist())
     ((1, 2, 2, 2), [[2, 6], [2, 6], [2, 6]], [0, 1])
     """
-    from metricseg.data.preprocess import zscore
-
     spacing = tuple(float(s) for s in spacing)
     target = tuple(float(t) for t in target)
     box = head_box(image, spacing, margin)
@@ -671,12 +670,7 @@ class BratsOptions:
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> BratsOptions:
         """Check and convert task options (as ``get_task`` or ``-o KEY=VALUE`` give them)."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {unknown} for task 'brats'; expected some of {sorted(known)}"
-            )
+        check_task_options("brats", options, cls.__dataclass_fields__)
         o = dict(options)
         values: dict[str, object] = {}
         if o.get("path") is not None:
@@ -759,21 +753,19 @@ def _patch(value: object) -> tuple[int, int, int] | None:
 
 
 def _split(subjects: Sequence[str], options: BratsOptions, seed: int) -> dict[str, list[str]]:
-    n = len(subjects)
-    n_test = options.num_test if options.num_test is not None else round(n * options.test_fraction)
-    n_val = options.num_val if options.num_val is not None else round(n * options.val_fraction)
-    n_train = options.num_train if options.num_train is not None else n - n_val - n_test
-    if n_train < 1 or n_train + n_val + n_test > n:
-        raise ValueError(
-            f"the BraTS folder has {n} subjects; cannot split them into num_train={n_train}, "
-            f"num_val={n_val}, num_test={n_test} (at least one training subject)"
-        )
-    order = [subjects[i] for i in np.random.default_rng(seed).permutation(n)]
-    return {
-        "train": sorted(order[n_test + n_val : n_test + n_val + n_train]),
-        "val": sorted(order[n_test : n_test + n_val]),
-        "test": sorted(order[:n_test]),
-    }
+    """Subject ids per split (each sorted), shuffled by ``seed``."""
+    indices = seeded_split(
+        len(subjects),
+        seed,
+        num_train=options.num_train,
+        num_val=options.num_val,
+        num_test=options.num_test,
+        val_fraction=options.val_fraction,
+        test_fraction=options.test_fraction,
+        what="the BraTS folder",
+        unit="subjects",
+    )
+    return {split: sorted(subjects[i] for i in picks) for split, picks in indices.items()}
 
 
 @dataclass
@@ -792,31 +784,51 @@ def _load_subject(
     report: _CacheReport,
 ) -> PreprocessedSubject:
     """Memory, then disk, then the source files (writing the disk cache)."""
-    from metricseg.data.user import load_case
-
     found = _recall((key, subject.subject))
     if found is not None:
         report.memory += 1
         return found
-    target = options.spacing
     path = None
     if folder is not None:
         path = folder / f"{subject.subject}.npz"
         if path.resolve().parent != folder.resolve():  # the name was checked; belt and braces
             raise ValueError(f"cache file {path} would lie outside {folder}")
-        if path.is_file():
-            try:
-                arrays = _read_npz(path)
-            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-                problem: str | None = f"unreadable ({type(exc).__name__}: {exc})"
-            else:
-                problem = _check_arrays(arrays, len(options.channels), target)
-            if problem is None:
-                cached = PreprocessedSubject(**arrays)
-                report.disk += 1
-                _remember((key, subject.subject), cached)
-                return cached
-            report.rebuilt.append(f"{path.name}: {problem}")
+        cached = _read_cached(path, options, report)
+        if cached is not None:
+            report.disk += 1
+            _remember((key, subject.subject), cached)
+            return cached
+    result = _preprocess_files(subject, options)
+    report.built += 1
+    if path is not None:
+        _write_npz(path, result)
+    _remember((key, subject.subject), result)
+    return result
+
+
+def _read_cached(
+    path: Path, options: BratsOptions, report: _CacheReport
+) -> PreprocessedSubject | None:
+    """The subject cached in ``path``; None when it is missing, or unreadable or wrong (noted
+    in ``report.rebuilt``)."""
+    if not path.is_file():
+        return None
+    try:
+        arrays = _read_npz(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        problem: str | None = f"unreadable ({type(exc).__name__}: {exc})"
+    else:
+        problem = _check_arrays(arrays, len(options.channels), options.spacing)
+    if problem is None:
+        return PreprocessedSubject(**arrays)
+    report.rebuilt.append(f"{path.name}: {problem}")
+    return None
+
+
+def _preprocess_files(subject: BratsSubject, options: BratsOptions) -> PreprocessedSubject:
+    """Read the subject's files and preprocess them (:func:`preprocess_subject`)."""
+    from metricseg.data.user import load_case
+
     case = load_case(
         subject.subject,
         subject.images,
@@ -832,16 +844,11 @@ def _load_subject(
     if case.spacing is None or len(case.spacing) != 3:
         raise ValueError(f"{subject.label}: expected a 3D volume, got spacing {case.spacing}")
     try:
-        result = preprocess_subject(
-            case.image, case.label, case.spacing, target=target, margin=options.margin
+        return preprocess_subject(
+            case.image, case.label, case.spacing, target=options.spacing, margin=options.margin
         )
     except ValueError as exc:
         raise ValueError(f"{subject.images[0]}: subject {subject.subject!r}: {exc}") from None
-    report.built += 1
-    if path is not None:
-        _write_npz(path, result)
-    _remember((key, subject.subject), result)
-    return result
 
 
 def brats_task(*, seed: int = 0, **options: object) -> Task:
@@ -863,45 +870,12 @@ def brats_task(*, seed: int = 0, **options: object) -> Task:
         ValueError: bad options, or data that is not BraTS as expected (the message names the file).
     """
     opts = BratsOptions.from_options(options)
-    root = brats_root(opts.path)
-    source = find_brats_subjects(root, opts.channels)
+    source = find_brats_subjects(brats_root(opts.path), opts.channels)
     subjects = list(source.subjects[: opts.max_subjects] if opts.max_subjects else source.subjects)
     splits = _split([s.subject for s in subjects], opts, seed)
-    params = {
-        "version": CACHE_VERSION,
-        "layout": source.layout,
-        "channels": list(source.channels),
-        "spacing": list(opts.spacing),
-        "margin_mm": opts.margin,
-        "label": "whole tumour: label > 0",
-        "head": "voxels where a chosen channel is non-zero",
-    }
-    identity = {
-        "params": params,
-        "files": [
-            [
-                s.subject,
-                [_file_identity(f) for f in (*s.images, s.label)],
-                None if s.channels is None else list(s.channels),
-            ]
-            for s in subjects
-        ],
-    }
+    identity = _cache_identity(source, subjects, opts)
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
-    folder = None
-    if opts.cache_dir is not None:
-        folder = Path(opts.cache_dir).expanduser() / f"brats-{key}"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(
-                f"cache_dir {opts.cache_dir!r}: cannot create {folder} ({exc}); give a "
-                "writable folder, or cache_dir=None for no disk cache"
-            ) from None
-        if not (folder / "key.json").is_file():
-            from metricseg.atomic import atomic_write_json
-
-            atomic_write_json(folder / "key.json", {"source": str(source.root), **identity})
+    folder = _cache_folder(opts.cache_dir, key, source.root, identity)
     report = _CacheReport()
     by_subject = {s.subject: s for s in subjects}
     arrays = {
@@ -909,41 +883,27 @@ def brats_task(*, seed: int = 0, **options: object) -> Task:
         for split in ("train", "val", "test")
         for name in splits[split]
     }
-
-    def case(name: str) -> Case:
-        a = arrays[name]
-        # copies: the cached arrays are shared by every task built in this process
-        return Case(
-            name, a.image.copy(), a.label.astype(np.int64), tuple(opts.spacing), subject=name
-        )
-
-    spacing_text = "x".join(f"{s:g}" for s in opts.spacing)
+    cases = {
+        split: [_case(name, arrays[name], opts.spacing) for name in names]
+        for split, names in splits.items()
+    }
     return Task(
         name="brats",
         spatial_dims=3,
         num_classes=2,
         in_channels=len(opts.channels),
         class_names=["background", "whole-tumour"],
-        train=[case(n) for n in splits["train"]],
-        val=[case(n) for n in splits["val"]],
-        test=[case(n) for n in splits["test"]],
+        train=cases["train"],
+        val=cases["val"],
+        test=cases["test"],
         description=(
             f"BraTS whole tumour, {len(subjects)} subjects ({source.layout} layout), "
-            f"{'+'.join(source.channels)} at {spacing_text} mm"
+            f"{'+'.join(source.channels)} at {_spacing_text(opts.spacing)} mm"
         ),
         source=str(source.root),
         patch_size=opts.patch_size,
         meta={
-            "layout": source.layout,
-            "channels": list(source.channels),
-            "available_channels": list(source.available_channels),
-            "spacing": list(opts.spacing),
-            "margin_mm": opts.margin,
-            "preprocessing": (
-                f"crop to the head (non-zero voxels of {'+'.join(source.channels)}) + "
-                f"{opts.margin:g} mm, resample to {spacing_text} mm (linear image, nearest "
-                "label), z-score each channel over the head, 0 outside; label > 0 = whole tumour"
-            ),
+            **_preprocessing_meta(source, opts),
             "seed": seed,
             "subjects": splits,
             "boxes": {n: a.box.tolist() for n, a in arrays.items()},
@@ -958,6 +918,80 @@ def brats_task(*, seed: int = 0, **options: object) -> Task:
             },
         },
     )
+
+
+def _cache_identity(
+    source: BratsSource, subjects: Sequence[BratsSubject], options: BratsOptions
+) -> dict[str, object]:
+    """What the preprocessed arrays depend on: every parameter and each source file's identity."""
+    params = {
+        "version": CACHE_VERSION,
+        "layout": source.layout,
+        "channels": list(source.channels),
+        "spacing": list(options.spacing),
+        "margin_mm": options.margin,
+        "label": "whole tumour: label > 0",
+        "head": "voxels where a chosen channel is non-zero",
+    }
+    files = [
+        [
+            s.subject,
+            [_file_identity(f) for f in (*s.images, s.label)],
+            None if s.channels is None else list(s.channels),
+        ]
+        for s in subjects
+    ]
+    return {"params": params, "files": files}
+
+
+def _cache_folder(
+    cache_dir: str | None, key: str, root: Path, identity: Mapping[str, object]
+) -> Path | None:
+    """``<cache_dir>/brats-<key>``, created with a ``key.json`` saying what it holds; None
+    without a disk cache."""
+    if cache_dir is None:
+        return None
+    folder = Path(cache_dir).expanduser() / f"brats-{key}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"cache_dir {cache_dir!r}: cannot create {folder} ({exc}); give a "
+            "writable folder, or cache_dir=None for no disk cache"
+        ) from None
+    if not (folder / "key.json").is_file():
+        from metricseg.atomic import atomic_write_json
+
+        atomic_write_json(folder / "key.json", {"source": str(root), **identity})
+    return folder
+
+
+def _case(name: str, arrays: PreprocessedSubject, spacing: Sequence[float]) -> Case:
+    # copies: the cached arrays are shared by every task built in this process
+    return Case(
+        name, arrays.image.copy(), arrays.label.astype(np.int64), tuple(spacing), subject=name
+    )
+
+
+def _spacing_text(spacing: Sequence[float]) -> str:
+    return "x".join(f"{s:g}" for s in spacing)
+
+
+def _preprocessing_meta(source: BratsSource, options: BratsOptions) -> dict[str, object]:
+    """The entries of ``task.meta`` that say what the data is and how it was preprocessed."""
+    return {
+        "layout": source.layout,
+        "channels": list(source.channels),
+        "available_channels": list(source.available_channels),
+        "spacing": list(options.spacing),
+        "margin_mm": options.margin,
+        "preprocessing": (
+            f"crop to the head (non-zero voxels of {'+'.join(source.channels)}) + "
+            f"{options.margin:g} mm, resample to {_spacing_text(options.spacing)} mm (linear "
+            "image, nearest label), z-score each channel over the head, 0 outside; label > 0 = "
+            "whole tumour"
+        ),
+    }
 
 
 def brats_info() -> tuple[bool, str, str]:
