@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from metricseg.atomic import atomic_path
 from metricseg.commands._common import UsageError, WorkError, parse_options
 
 HELP = "list, show and download segmentation tasks (synthetic, real offline, MSD, your folders)"
@@ -101,76 +100,6 @@ def _list() -> int:
     return 0
 
 
-def _display_slice(image, label):
-    """2D (image, label) of a case; for 3D the axial slice with the most foreground."""
-    import numpy as np
-
-    if label.ndim == 2:
-        return image[0], label
-    z = int(np.argmax((label > 0).sum(axis=(1, 2))))
-    return image[0, z], label[z]
-
-
-def save_montage(task, split: str, count: int, out: Path) -> Path:
-    """Image row on top, label overlay below, ``count`` cases of ``split``; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
-    from metricseg.data.preprocess import evenly_spaced
-
-    cases = getattr(task, split)
-    picks = evenly_spaced(list(range(len(cases))), count)
-    if not picks:
-        raise ValueError(f"task {task.name!r} has no {split} cases to show")
-    # tab20 without its greys (14, 15), which vanish on a grey image
-    palette = [
-        plt.get_cmap("tab20")(i)
-        for i in (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)
-    ]
-    cmap = ListedColormap(
-        [(0, 0, 0, 0)] + [palette[i % len(palette)] for i in range(task.num_classes - 1)]
-    )
-    fig, axes = plt.subplots(2, len(picks), figsize=(1.8 * len(picks), 4.2), squeeze=False)
-    for col, i in enumerate(picks):
-        image, label = _display_slice(cases[i].image, cases[i].label)
-        for row in range(2):
-            ax = axes[row][col]
-            ax.imshow(image, cmap="gray", interpolation="nearest")
-            if row == 1:
-                ax.imshow(
-                    label,
-                    cmap=cmap,
-                    vmin=0,
-                    vmax=task.num_classes - 1,
-                    alpha=0.55,
-                    interpolation="nearest",
-                )
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[0][col].set_title(cases[i].case_id.removeprefix(f"{task.name}-"), fontsize=7)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(1, task.num_classes)]
-    fig.legend(
-        handles,
-        task.class_names[1:],
-        loc="lower center",
-        ncol=min(task.num_classes - 1, 8),
-        fontsize=7,
-        frameon=False,
-    )
-    fig.suptitle(f"{task.name} ({split}): {task.description}", fontsize=8)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
-    out = Path(out)
-    try:
-        with atomic_path(out, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return out
-
-
 def _check_png_path(out: Path) -> None:
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file name, e.g. {out / 'task.png'}")
@@ -183,6 +112,7 @@ def _check_png_path(out: Path) -> None:
 
 def _show(args: argparse.Namespace) -> int:
     from metricseg.data import get_task
+    from metricseg.data.montage import save_montage
     from metricseg.data.real import SourceUnavailableError
     from metricseg.data.stats import summarise, task_statistics
 
