@@ -167,6 +167,16 @@ def test_paired_wilcoxon_with_ties_and_zeros_equals_scipys_permutation_test():
     assert stats.paired_wilcoxon([1, 1, 1, 0], [0, 0, 0, 0]) == pytest.approx((0.0, 0.25))
 
 
+def test_paired_wilcoxon_untied_equals_scipys_exact_and_asymptotic():
+    rng = np.random.default_rng(7)
+    for n in (6, 20, 50, 80):  # exact up to 50 pairs, normal approximation beyond
+        a = rng.uniform(0, 1, n)
+        b = a + rng.normal(0.05, 0.2, n)
+        ref = sps.wilcoxon(a, b)
+        stat, p = stats.paired_wilcoxon(a, b)
+        assert stat == ref.statistic and p == pytest.approx(ref.pvalue, rel=1e-9)
+
+
 def test_wilcoxon_min_p_is_the_exact_extreme():
     for n in (3, 5, 6, 8):
         # n positive distinct differences: the most extreme outcome of the exact test
@@ -230,6 +240,10 @@ def test_minimal_detectable_difference_power_by_simulation():
     # 5 cases: the signed-rank test can never reach 0.05
     assert stats.minimal_detectable_difference(0.01, 5) == math.inf
     assert stats.minimal_detectable_difference(0.0, 10) == 0.0
+    # every n from 6 on gives a finite value that shrinks with n (large noncentralities
+    # make scipy's lower tail NaN; it is 0 there)
+    seq = [stats.minimal_detectable_difference(1.0, n, comparisons=3) for n in range(8, 60)]
+    assert all(math.isfinite(v) for v in seq) and np.all(np.diff(seq) < 0)
     with pytest.raises(ValueError, match="sd_diff"):
         stats.minimal_detectable_difference(-1.0, 10)
 
@@ -380,6 +394,16 @@ def test_missing_runs_cases_and_classes_are_errors_that_name_them():
         stats.case_matrix(bad, "t")
     with pytest.raises(ValueError, match="no records"):
         stats.case_matrix(full, "other")
+
+
+def test_index_records_builds_each_matrix_once():
+    rows = binary_rows("a", "ce", [[0.5, 0.6]]) + binary_rows("b", "ce", [[0.7, 0.8]])
+    index = stats.index_records(rows)
+    assert list(index) == ["a", "b"]
+    m = index["b"].matrix("dice")
+    assert index["b"].matrix("dice") is m and m.values.tolist() == [[0.7], [0.8]]
+    with pytest.raises(ValueError, match="read-only"):
+        m.per_seed[0, 0, 0] = 1.0
 
 
 def test_group_scores_weigh_registry_names_equally():

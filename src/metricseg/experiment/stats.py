@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -77,6 +77,7 @@ __all__ = [
     "group_scores",
     "group_verdicts",
     "holm",
+    "index_records",
     "kendall_tau",
     "mean_ranks",
     "minimal_detectable_difference",
@@ -197,18 +198,14 @@ def _paired_arrays(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, 
     return x, y
 
 
-def _signed_rank_exact_p(d: np.ndarray) -> float:
-    """Two-sided p-value of the signed-rank statistic over all 2^n sign flips of ``d``.
+def _exact_p(ranks: np.ndarray, positive: np.ndarray) -> float:
+    """Two-sided p-value of the signed-rank sum over all 2^n sign flips.
 
-    The exact permutation distribution, ties and zeros included, by dynamic programming
-    over the rank sum in half units (tied ranks are multiples of ½): the same number
-    scipy's ``wilcoxon(method="auto")`` gets for n <= 13 with ties, from a permutation
-    test over 2^n resamples that takes seconds per call.
+    The exact permutation distribution, ties included, by dynamic programming over the
+    rank sum in half units (tied ranks are multiples of ½), O(n³) at most. Without
+    ties it is the exact signed-rank distribution. ``ranks`` are those of the nonzero
+    differences (zeros contribute nothing either way).
     """
-    from scipy.stats import rankdata
-
-    nz = d[d != 0]
-    ranks = rankdata(np.abs(nz))
     half = np.rint(2 * ranks).astype(np.int64)  # integer rank units of ½
     counts = np.zeros(int(half.sum()) + 1)
     counts[0] = 1.0
@@ -217,43 +214,52 @@ def _signed_rank_exact_p(d: np.ndarray) -> float:
         shifted[v:] = counts[: counts.size - v]
         counts = counts + shifted
     prob = counts / counts.sum()
-    observed = int(half[nz > 0].sum())
+    observed = int(half[positive].sum())
     p_less = float(prob[: observed + 1].sum())
     p_greater = float(prob[observed:].sum())
     return min(1.0, 2 * min(p_less, p_greater))
 
 
+def _signed_rank(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """``(R+, R-, two-sided p)`` of the signed-rank test of ``x - y`` (see
+    :func:`paired_wilcoxon`); NaN p for fewer than two pairs."""
+    from scipy import stats
+
+    d = x - y
+    nz = d[d != 0]
+    ranks = stats.rankdata(np.abs(nz)) if nz.size else np.zeros(0)
+    r_plus, r_minus = float(ranks[nz > 0].sum()), float(ranks[nz < 0].sum())
+    if d.size < 2:
+        return r_plus, r_minus, math.nan
+    if nz.size == 0:
+        return r_plus, r_minus, 1.0
+    tied = nz.size < d.size or np.unique(ranks).size < nz.size
+    if d.size <= (13 if tied else 50):
+        return r_plus, r_minus, _exact_p(ranks, nz > 0)
+    return r_plus, r_minus, float(stats.wilcoxon(x, y).pvalue)
+
+
 def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """Two-sided Wilcoxon signed-rank test of ``a - b``: ``(statistic, p-value)``.
 
-    As ``scipy.stats.wilcoxon(a, b)`` (``zero_method="wilcox"``, ``method="auto"``):
-    the exact null distribution for up to 50 pairs without ties or zeros; with ties or
-    zeros, the exact permutation distribution for up to 13 pairs (computed here in
-    microseconds, :func:`_signed_rank_exact_p`, where scipy enumerates 2^n resamples),
-    else the normal approximation with continuity correction. The statistic is
-    ``min(R+, R-)``. When every difference is zero the result is ``(0.0, 1.0)`` (scipy
-    would warn and return NaN). Fewer than two pairs give NaN.
+    The same p-value as ``scipy.stats.wilcoxon(a, b)`` (``zero_method="wilcox"``,
+    ``method="auto"``): the exact null distribution for up to 50 pairs without ties or
+    zeros, and for up to 13 pairs with them — computed here by one dynamic program in
+    microseconds, where scipy takes milliseconds, or seconds for its 2^n-resample
+    permutation test with ties; beyond that scipy's normal approximation with
+    continuity correction. The statistic is ``min(R+, R-)``. When every difference is
+    zero the result is ``(0.0, 1.0)`` (scipy would warn and return NaN). Fewer than
+    two pairs give NaN.
 
     Example:
         >>> paired_wilcoxon([1, 2, 3], [1, 2, 3])
         (0.0, 1.0)
     """
-    from scipy import stats
-
     x, y = _paired_arrays(a, b)
     if x.size < 2:
         return (math.nan, math.nan)
-    d = x - y
-    if np.all(d == 0):
-        return (0.0, 1.0)
-    nz = d[d != 0]
-    tied = nz.size < d.size or np.unique(np.abs(nz)).size < nz.size
-    if tied and d.size <= 13:
-        ranks = stats.rankdata(np.abs(nz))
-        r_plus, r_minus = float(ranks[nz > 0].sum()), float(ranks[nz < 0].sum())
-        return (min(r_plus, r_minus), _signed_rank_exact_p(d))
-    res = stats.wilcoxon(x, y)
-    return (float(res.statistic), float(res.pvalue))
+    r_plus, r_minus, p = _signed_rank(x, y)
+    return (min(r_plus, r_minus), p)
 
 
 def wilcoxon_min_p(n: int) -> float:
@@ -381,16 +387,12 @@ def compare_paired(
         >>> c.mean_diff, c.p, c.direction
         (2.0, 0.25, 1)
     """
-    from scipy.stats import rankdata
-
     x, y = _paired_arrays(a, b)
     eff = paired_effect(
         x, y, confidence=confidence, method=ci_method, n_resamples=n_resamples, seed=seed
     )
-    stat, p = paired_wilcoxon(x, y)
+    r_plus, r_minus, p = _signed_rank(x, y)
     d = x - y
-    nz = d[d != 0]
-    ranks = rankdata(np.abs(nz)) if nz.size else np.zeros(0)
     return PairedComparison(
         n=int(d.size),
         mean_a=float(x.mean()) if x.size else math.nan,
@@ -401,10 +403,10 @@ def compare_paired(
         ci_low=eff.ci_low,
         ci_high=eff.ci_high,
         ci_method=ci_method,
-        statistic=stat,
+        statistic=min(r_plus, r_minus) if d.size >= 2 else math.nan,
         p=p,
-        rank_plus=float(ranks[nz > 0].sum()),
-        rank_minus=float(ranks[nz < 0].sum()),
+        rank_plus=r_plus,
+        rank_minus=r_minus,
     )
 
 
@@ -458,7 +460,9 @@ def minimal_detectable_difference(
     crit = float(stats.t.ppf(1 - level / 2, df))
 
     def excess(ncp: float) -> float:
-        return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp)) - power
+        upper = float(stats.nct.sf(crit, df, ncp))
+        lower = float(stats.nct.cdf(-crit, df, ncp))  # NaN where it underflows (large ncp)
+        return upper + (0.0 if math.isnan(lower) else lower) - power
 
     hi = 1.0
     while excess(hi) < 0:
@@ -730,6 +734,8 @@ class TaskRecords:
     class_names: dict[int, str]
     target: dict[tuple[str, int], dict[str, Any]]
     runs: dict[tuple[str, int], dict[str, tuple[int | None, dict[int, Mapping[str, Any]]]]]
+    # matrices and case sets already built (the records do not change after construction)
+    _cache: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], task: str) -> TaskRecords:
@@ -814,15 +820,18 @@ class TaskRecords:
         """Cases with at least one selected foreground class in the target — from the
         targets alone, so the same for every loss."""
         _check_stratum(stratum)
-        return tuple(
-            case
-            for case in self.cases
-            if any(
-                _selected(self._target_row(case, c), class_index, stratum)
-                for c in self.classes
-                if (case, c) in self.target
+        key = ("cases", class_index, stratum)
+        if key not in self._cache:
+            self._cache[key] = tuple(
+                case
+                for case in self.cases
+                if any(
+                    _selected(self._target_row(case, c), class_index, stratum)
+                    for c in self.classes
+                    if (case, c) in self.target
+                )
             )
-        )
+        return self._cache[key]
 
     def empty_cases(self) -> tuple[str, ...]:
         """Cases whose target has no foreground voxel."""
@@ -908,10 +917,14 @@ class TaskRecords:
         class_index: int | None = None,
         stratum: Stratum | None = None,
     ) -> CaseMatrix:
-        """The cases × losses matrix of ``metric`` (see :func:`case_matrix`)."""
+        """The cases × losses matrix of ``metric`` (see :func:`case_matrix`); built once per
+        argument set and shared (its array is read-only)."""
         chosen = tuple(self.losses if losses is None else losses)
         if not chosen:
             raise ValueError("losses must name at least one loss variant")
+        key = ("matrix", metric, chosen, class_index, stratum)
+        if key in self._cache:
+            return self._cache[key]
         seeds = self.check_complete(chosen)
         cases = self.scored_cases(class_index=class_index, stratum=stratum)
         per_seed = np.empty((len(seeds), len(cases), len(chosen)))
@@ -923,7 +936,8 @@ class TaskRecords:
                     per_seed[si, ci, li] = case_score(
                         rows, metric, class_index=class_index, stratum=stratum
                     )
-        return CaseMatrix(
+        per_seed.flags.writeable = False
+        self._cache[key] = CaseMatrix(
             task=self.task,
             metric=metric,
             cases=cases,
@@ -934,6 +948,7 @@ class TaskRecords:
             class_index=class_index,
             stratum=stratum,
         )
+        return self._cache[key]
 
 
 @dataclass(eq=False)
@@ -1025,6 +1040,12 @@ def _by_task(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str
     for r in records:
         out.setdefault(str(r["task"]), []).append(r)
     return out
+
+
+def index_records(records: Iterable[Mapping[str, Any]]) -> dict[str, TaskRecords]:
+    """Task → :class:`TaskRecords`, in the order the tasks first appear; build it once and
+    pass it to the claims (:mod:`metricseg.experiment.claims`) instead of the rows."""
+    return {task: TaskRecords.from_records(rows, task) for task, rows in _by_task(records).items()}
 
 
 def case_scores(
