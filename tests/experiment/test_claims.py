@@ -124,6 +124,23 @@ def test_c1_at_chance_level_is_no_support():
     assert dice["note"] == "at chance level" and c.verdict == "inconclusive"
 
 
+def test_c1_case_set_leaves_out_an_empty_target_for_every_loss():
+    # case c03 has no foreground: ce predicts 40 voxels there, the others nothing
+    target = [100] * 12
+    target[3] = 0
+    rows = c1_study(0.1, 0.0, target=target)
+    for r in rows:
+        if r["loss"] == "ce" and r["case"] == "c03" and r["class_index"] == 1:
+            r.update(fp=40.0, dice=0.0, jaccard=0.0)
+    c = claims.claim_c1(rows, {"t": INDEPENDENT})
+    assert [d["n"] for d in c.details] == [11, 11] and c.verdict == "supported"
+    fpv = {v.loss: v for v in stats.false_positive_volume(rows)}
+    assert fpv["ce"].empty_fp_voxels == 40.0 and fpv["focal"].empty_fp_voxels == 0.0
+    # loss options as read back from a CSV file (JSON text) are understood
+    text = [{**r, "loss_options": json.dumps(r["loss_options"])} for r in rows]
+    assert claims.claim_c1(text, {"t": INDEPENDENT}).to_dict() == c.to_dict()
+
+
 def test_non_independent_tasks_are_kept_out_of_claims():
     strong = c1_study(0.2, 0.0)  # a big effect, but on slices of one subject
     slices = [{**r, "task": "slices"} for r in strong]

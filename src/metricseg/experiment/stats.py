@@ -689,6 +689,19 @@ def case_score(
     return float(np.mean(values)) if values else math.nan
 
 
+def _options(value: Any) -> dict[str, Any]:
+    """``loss_options`` of a row: a dict, or its JSON text as read back from a CSV file."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        import json
+
+        value = json.loads(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"loss_options must be a dict or its JSON text, got {value!r}")
+    return dict(value)
+
+
 def _norm_fold(fold: Any) -> int | None:
     if fold is None or fold == "" or (isinstance(fold, float) and math.isnan(fold)):
         return None
@@ -763,7 +776,7 @@ class TaskRecords:
                     f"loss variant {loss!r} of task {task!r} has two registry names: "
                     f"{loss_names[loss]!r} and {name!r}; a variant label must name one loss"
                 )
-            loss_options.setdefault(loss, dict(r.get("loss_options") or {}))
+            loss_options.setdefault(loss, _options(r.get("loss_options")))
             subject = str(r["subject"]) if r.get("subject") not in (None, "") else case
             if subjects.setdefault(case, subject) != subject:
                 raise ValueError(
