@@ -518,13 +518,16 @@ def claim_c2(
     (:func:`~metricseg.experiment.stats.minimal_detectable_difference`, 80 % power at
     α / number of tests — the level the smallest p must pass). A task is "against" (the
     choice matters) when any pair differs significantly; "for" when none does, every
-    pair's CI lies inside ±``margin``, and the best of the three beats chance; otherwise
+    pair's CI lies inside ±``margin``, every pair's minimal detectable difference is
+    below ``margin`` (a difference of that size would have been found: "no significant
+    difference" is not vacuous), and the best of the three beats chance; otherwise
     "neither" — not significant but not shown equal either (too few cases).
     """
     scope = _scope(records, tasks, _lacks_c2)
     rule = (
         f"Per task: 'against' when any pair differs after Holm (p < {alpha}); 'for' when no pair "
-        f"does, every pair's 95 % CI lies inside ±{margin}, and the best loss beats chance; else "
+        f"does, every pair's 95 % CI lies inside ±{margin}, every pair's minimal detectable "
+        f"difference ({power:.0%} power) is below {margin}, and the best loss beats chance; else "
         "'neither'. Then the verdict rule: supported = 'for' on more than half of the tasks and "
         "'against' on none; contradicted = 'against' on more than half, or on some with 'for' on "
         "none; otherwise inconclusive."
@@ -577,7 +580,11 @@ def claim_c2(
         mine = [r for r in rows if r["task"] == task]
         if any(r["significant"] for r in mine):
             units[task] = "against"
-        elif mine and all(r["inside_margin"] for r in mine) and best_above[task]:
+        elif (
+            mine
+            and all(r["inside_margin"] and r["mdd"] < margin for r in mine)
+            and best_above[task]
+        ):
             units[task] = "for"
         else:
             units[task] = "neither"
