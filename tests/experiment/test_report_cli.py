@@ -34,15 +34,19 @@ def test_report_files(tmp_path):
     assert len(rows) == 4 * TINY_2D["num_test"] * 4  # runs × cases × classes
     md = (tmp_path / "summary.md").read_text()
     for text in ("## multiclass", "Dice 95 % CI", "Per-class results", "Dice–Jaccard band", "a note",
-                 "Metric-sensitive vs. per-pixel", "| chance |", "Chance level"):  # fmt: skip
+                 "Claims of the paper, tested", "Verdict rule", "| chance |", "## Seeds",
+                 "## Training curves", "Losses and their options"):  # fmt: skip
         assert text in md
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {s["loss"] for s in summary["summaries"]} == {"soft_dice", "ce"}
-    assert all(s["n_runs"] == 2 for s in summary["summaries"])
+    assert all(s["n_runs"] == 2 and s["n_seeds"] == 2 for s in summary["summaries"])
     assert summary["band"]["inside"] == summary["band"]["n"] > 0
-    for name in ("box_multiclass.png", "dice_by_size.png", "dice_vs_jaccard.png"):
+    assert [c["id"] for c in summary["claims"]] == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    assert summary["verdict"] == analysis.verdict and md.count(analysis.verdict) == 1
+    for name in ("box_multiclass.png", "dice_by_size.png", "dice_vs_jaccard.png",
+                 "curves_multiclass.png"):  # fmt: skip
         assert (tmp_path / "plots" / name).read_bytes()[:8] == PNG_MAGIC
-    assert len(analysis["pairwise"]) == 2  # one pair, Dice and Jaccard
+    assert len(analysis.pairwise) == 2  # one pair, Dice and Jaccard
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
 

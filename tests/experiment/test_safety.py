@@ -28,8 +28,18 @@ def test_a_loss_name_cannot_reach_outside_out(tmp_path, capsys):
     (victim / "seed0.json").write_text("precious")
     (victim / "seed0.work" / "spec.json").write_text("precious")
     out = tmp_path / "a" / "b" / "out"
-    argv = ["train", "--task", "tiny-lesions", "--loss", "../../../victim", "--out", str(out),
-            "--epochs", "1", *TINY_OPTIONS]  # fmt: skip
+    argv = [
+        "train",
+        "--task",
+        "tiny-lesions",
+        "--loss",
+        "../../../victim",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        *TINY_OPTIONS,
+    ]
     for _ in range(2):
         assert main(argv) == 2
         assert "not a valid name" in capsys.readouterr().err

@@ -69,8 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="output folder (default: ./metricseg-bench)",
     )
-    parser.add_argument("--executor", default="local", choices=["local", "ray"],
-                        help="where runs execute (default: local)")  # fmt: skip
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="where runs execute (default: local)",
+    )
     parser.add_argument(
         "--address",
         default=None,
@@ -87,9 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads sets the CPUs per run",
     )
     parser.add_argument(
-        "--jobs", type=int, metavar="N",
+        "--jobs",
+        type=int,
+        metavar="N",
         help="runs at once on this machine (default: one per usable core on CPU, 1 on CUDA)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -99,8 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-plots", action="store_true", help="skip the PNG plots (default: plots)"
     )
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="per-epoch progress bars (default: when stderr is a terminal)")  # fmt: skip
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-epoch progress bars (default: when stderr is a terminal)",
+    )
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -146,9 +156,12 @@ def _suite(args: argparse.Namespace) -> tuple[Any, list[str]]:
     try:
         suite = load_study(name)
         suite = suite.with_overrides(
-            tasks=args.tasks, losses=args.losses, seeds=args.seeds, epochs=args.epochs,
+            tasks=args.tasks,
+            losses=args.losses,
+            seeds=args.seeds,
+            epochs=args.epochs,
             device=args.device,
-        )  # fmt: skip
+        )
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     options = parse_options(args.option)
@@ -163,8 +176,12 @@ def _executor(args: argparse.Namespace, jobs: int, threads: int, cuda: bool) -> 
 
     if args.executor == "ray":
         gpus = args.gpus_per_run if args.gpus_per_run is not None else (1 if cuda else 0)
-        options = {"address": args.address, "num_cpus_per_run": args.threads or 1,
-                   "num_gpus_per_run": gpus, "progress": bool(args.progress)}  # fmt: skip
+        options = {
+            "address": args.address,
+            "num_cpus_per_run": args.threads or 1,
+            "num_gpus_per_run": gpus,
+            "progress": bool(args.progress),
+        }
     else:
         options = {"jobs": jobs, "threads_per_job": threads, "progress": args.progress}
     try:
@@ -229,8 +246,10 @@ def run(args: argparse.Namespace) -> int:
     if not results:
         raise WorkError(f"no run finished; see the .error.txt files under {out}/runs/")
     failed = [o for o in outcomes if not o.ok]
-    notes += [f"run {o.spec.task_label}/{o.spec.loss_label}/{o.spec.run_name} failed: {o.error}"
-              for o in failed]  # fmt: skip
+    notes += [
+        f"run {o.spec.task_label}/{o.spec.loss_label}/{o.spec.run_name} failed: {o.error}"
+        for o in failed
+    ]
     header = _header(args, suite, specs, outcomes, wall, jobs, threads)
     analysis = build_report(out, results, header=header, notes=notes, plots=not args.no_plots)
     print_tables(analysis, console)

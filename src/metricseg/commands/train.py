@@ -33,39 +33,82 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", required=True, help="loss name (see `metricseg losses`)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     parser.add_argument(
-        "-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="task option, repeatable, e.g. -o num_train=16 -o image_size=96; VALUE is read "
         "as a Python literal where it parses (default: none)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--loss-option", action="append", default=[], metavar="KEY=VALUE",
+        "--loss-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="loss option, repeatable, e.g. --loss-option smooth=1.0 (default: none)",
-    )  # fmt: skip
-    parser.add_argument("--out", default="metricseg-runs", metavar="DIR",
-                        help="output folder (default: ./metricseg-runs)")  # fmt: skip
+    )
+    parser.add_argument(
+        "--out",
+        default="metricseg-runs",
+        metavar="DIR",
+        help="output folder (default: ./metricseg-runs)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: 30)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: 8)")
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 3e-3)")
-    parser.add_argument("--channels", type=int_csv_list, default=None, metavar="16,32,64",
-                        help="U-Net widths per level (default: 16,32,64)")  # fmt: skip
-    parser.add_argument("--patch-size", type=int_csv_list, default=None, metavar="96,96",
-                        help="training patch size (default: the task's, or whole images)")  # fmt: skip
-    parser.add_argument("--network-dims", type=int, choices=[2, 3], default=None,
-                        help="2 on a 3D task: train on axial slices, predict slice by slice "
-                        "(default: the task's dims)")  # fmt: skip
-    parser.add_argument("--patience", type=int, default=None,
-                        help="early-stopping patience in epochs (default: none)")  # fmt: skip
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
-    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"],
-                        help="mixed precision on CUDA (default: auto)")  # fmt: skip
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the checkpoint in OUT if there is one (default: off)")  # fmt: skip
     parser.add_argument(
-        "--threads", type=int, default=None,
+        "--channels",
+        type=int_csv_list,
+        default=None,
+        metavar="16,32,64",
+        help="U-Net widths per level (default: 16,32,64)",
+    )
+    parser.add_argument(
+        "--patch-size",
+        type=int_csv_list,
+        default=None,
+        metavar="96,96",
+        help="training patch size (default: the task's, or whole images)",
+    )
+    parser.add_argument(
+        "--network-dims",
+        type=int,
+        choices=[2, 3],
+        default=None,
+        help="2 on a 3D task: train on axial slices, predict slice by slice "
+        "(default: the task's dims)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early-stopping patience in epochs (default: none)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    parser.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "bf16", "fp16", "off"],
+        help="mixed precision on CUDA (default: auto)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in OUT if there is one (default: off)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
         help="torch CPU threads (default: the usable cores / torchrun's processes on this node)",
-    )  # fmt: skip
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar (default: when stderr is a terminal)")  # fmt: skip
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
 
 
 def _spec(args: argparse.Namespace) -> Any:

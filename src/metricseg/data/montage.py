@@ -60,14 +60,26 @@ def save_montage(task: Task, split: str, count: int, out: str | Path) -> Path:
             ax = axes[row][col]
             ax.imshow(image, cmap="gray", interpolation="nearest")
             if row == 1:
-                ax.imshow(label, cmap=cmap, vmin=0, vmax=task.num_classes - 1, alpha=0.55,
-                          interpolation="nearest")  # fmt: skip
+                ax.imshow(
+                    label,
+                    cmap=cmap,
+                    vmin=0,
+                    vmax=task.num_classes - 1,
+                    alpha=0.55,
+                    interpolation="nearest",
+                )
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0][col].set_title(cases[i].case_id.removeprefix(f"{task.name}-"), fontsize=7)
     handles = [Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(1, task.num_classes)]
-    fig.legend(handles, task.class_names[1:], loc="lower center",
-               ncol=min(task.num_classes - 1, 8), fontsize=7, frameon=False)  # fmt: skip
+    fig.legend(
+        handles,
+        task.class_names[1:],
+        loc="lower center",
+        ncol=min(task.num_classes - 1, 8),
+        fontsize=7,
+        frameon=False,
+    )
     fig.suptitle(f"{task.name} ({split}): {task.description}", fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
     return save_png(fig, out)

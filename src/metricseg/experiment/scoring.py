@@ -26,7 +26,6 @@ __all__ = [
     "TVERSKY_COLUMN",
     "TVERSKY_WEIGHTS",
     "case_rows",
-    "case_score",
     "object_sizes",
     "rescore_rows",
     "run_case_scores",
@@ -176,29 +175,12 @@ def rescore_rows(
     return out
 
 
-def case_score(rows: Sequence[Mapping[str, Any]], metric: str = "dice") -> float:
-    """The score of one test case of one run: the mean over its foreground classes that are
-    present in the target; NaN when the target has no foreground.
-
-    The set of scored (case, class) pairs is fixed by the target alone, so it is the same
-    for every loss: a class absent from the target but predicted is false-positive volume
-    (reported apart), not a 0 that one loss gets and another does not.
-
-    Example:
-        >>> rows = [{"class_index": 0, "target_voxels": 9, "dice": 0.9},
-        ...         {"class_index": 1, "target_voxels": 4, "dice": 0.5},
-        ...         {"class_index": 2, "target_voxels": 0, "dice": 0.0}]
-        >>> case_score(rows)
-        0.5
-    """
-    values = [
-        float(r[metric]) for r in rows if int(r["class_index"]) > 0 and int(r["target_voxels"]) > 0
-    ]
-    return float(np.mean(values)) if values else math.nan
-
-
 def run_case_scores(result: Mapping[str, Any], metric: str = "dice") -> dict[str, float]:
-    """:func:`case_score` of every test case of one run's result, by case."""
+    """The score of every test case of one run's result, by case
+    (:func:`metricseg.experiment.stats.case_score`: the mean over the foreground classes
+    present in the target; NaN for an empty target)."""
+    from metricseg.experiment.stats import case_score
+
     by_case: dict[str, list[Mapping[str, Any]]] = {}
     for row in result["rows"]:
         by_case.setdefault(str(row["case"]), []).append(row)
@@ -206,6 +188,7 @@ def run_case_scores(result: Mapping[str, Any], metric: str = "dice") -> dict[str
 
 
 def run_test_score(result: Mapping[str, Any], metric: str = "dice") -> float:
-    """Mean :func:`case_score` over the run's test cases with a foreground target."""
+    """Mean case score over the run's test cases with a foreground target: the progress
+    line's test Dice, computed as the report computes it."""
     scores = [s for s in run_case_scores(result, metric).values() if not math.isnan(s)]
     return float(np.mean(scores)) if scores else math.nan

@@ -133,8 +133,18 @@ class Suite:
         return new
 
 
-_KEYS = {"tasks", "losses", "seeds", "folds", "train", "loss_options", "data_seed", "name",
-         "description", "notes"}  # fmt: skip
+_KEYS = {
+    "tasks",
+    "losses",
+    "seeds",
+    "folds",
+    "train",
+    "loss_options",
+    "data_seed",
+    "name",
+    "description",
+    "notes",
+}
 
 
 def _fail(source: str, message: str) -> ValueError:
