@@ -327,6 +327,27 @@ def test_safe_divide_policies_and_gradients():
         safe_divide(num, den, zero_division="inf")
 
 
+def test_metrics_and_region_losses_divide_by_the_one_helper(monkeypatch):
+    import metricseg.metrics as metrics_mod
+    from metricseg.losses import soft_dice_loss
+
+    calls = []
+    real = metrics_mod.safe_divide
+
+    def spy(num, den, *, zero_division):
+        calls.append(zero_division)
+        return real(num, den, zero_division=zero_division)
+
+    monkeypatch.setattr(metrics_mod, "safe_divide", spy)
+    import metricseg.losses.region as region_mod
+
+    monkeypatch.setattr(region_mod, "safe_divide", spy)
+    score_from_counts(np.array([[1, 2, 3]]), "dice")
+    assert calls == ["zero"]
+    soft_dice_loss(torch.rand(1, 2, 4), torch.tensor([[0, 1, 1, 0]]), smooth=0.0)
+    assert calls[1] == "one"
+
+
 def test_score_from_tp_fp_fn_equals_score_from_counts():
     from metricseg.metrics import METRICS, score_from_tp_fp_fn
 
