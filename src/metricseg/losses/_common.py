@@ -52,6 +52,7 @@ __all__ = [
     "weighted_class_mean",
 ]
 
+
 def check_loss_inputs(
     logits: Any, target: Any, activation: Activation, name: str = "logits"
 ) -> torch.Tensor:
