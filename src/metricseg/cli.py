@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(command: str | None, message: str) -> None:
-    print(f"metricseg {command or ''}: error: {message}".replace("  ", " "), file=sys.stderr)
+    prefix = f"metricseg {command}" if command else "metricseg"
+    print(f"{prefix}: error: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -71,15 +71,72 @@ def test_show_writes_a_png_and_prints_statistics(task, tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left
 
 
-def test_show_errors_exit_1(tmp_path, capsys):
-    assert main(["data", "show", "no-such-task", "--out", str(tmp_path / "x.png")]) == 1
-    assert "must be one of" in capsys.readouterr().err
-    assert (
-        main(["data", "show", "tiny-lesions", "--out", str(tmp_path / "x.png"), "-o", "bogus=1"])
-        == 1
-    )
-    assert "bogus" in capsys.readouterr().err
-    assert main(["data", "download", "tiny-lesions"]) == 2
+def test_show_errors_are_usage_errors(tmp_path, capsys):
+    """Issue 11 item 18: a usage error exits 2 with a message on stderr, no traceback."""
+    png = str(tmp_path / "x.png")
+    usage = {
+        ("data", "show", "no-such-task", "--out", png): "must be one of",
+        ("data", "show", "tiny-lesions", "--out", png, "-o", "bogus=1"): "bogus",
+        ("data", "show", "tiny-lesions", "--out", png, "-o", "num_train"): "KEY=VALUE",
+        ("data", "show", "tiny-lesions", "--out", png, "-o", "seed=1", "-o", "seed=2"): "twice",
+        ("data", "show", "tiny-lesions", "--out", str(tmp_path)): "is a folder",
+        ("data", "show", "tiny-lesions", "--out", png, "--cases", "0"): "--cases must be >= 1",
+        (
+            "data",
+            "show",
+            "tiny-lesions",
+            "--out",
+            png,
+            "--split",
+            "test",
+            "-o",
+            "num_test=0",
+        ): "has no test cases",
+        ("data", "download", "tiny-lesions"): "only msd:TaskXX_Name",
+        ("data", "download", "msd:Task99_Nothing"): "task must be one of",
+    }
+    for argv, message in usage.items():
+        assert main(list(argv)) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.err.startswith("metricseg data: error: "), argv
+        assert message in captured.err and "Traceback" not in captured.err, argv
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_failed_download_is_work_error(monkeypatch, capsys):
+    from metricseg.data import download
+
+    def failing_fetch(task, **kwargs):
+        raise download.DownloadError(f"https://example.invalid/{task}.tar: connection refused")
+
+    monkeypatch.setattr(download, "fetch_msd", failing_fetch)
+    assert main(["data", "download", "msd:Task04_Hippocampus"]) == 1
+    err = capsys.readouterr().err
+    assert "metricseg data: error: https://example.invalid/Task04_Hippocampus.tar" in err
+
+
+def test_list_is_a_rich_table(capsys):
+    assert main(["data", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "task" in line and "available" in line)
+    assert header.startswith("┃") and "┃ kind" in header
+    row = next(line for line in lines if "tiny-lesions" in line)
+    assert row.startswith("│") and "│ synthetic │" in row
+
+
+def test_every_option_shows_its_default():
+    import argparse
+
+    from metricseg.cli import build_parser
+
+    def subparsers(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    data = subparsers(build_parser()).choices["data"]
+    for name, parser in subparsers(data).choices.items():
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert "default" in (action.help or ""), (name, action.option_strings)
 
 
 def test_subprocess_entry_point():
@@ -108,3 +165,10 @@ def test_show_a_user_folder(tmp_path, capsys):
     assert main(["data", "show", f"folder:{tmp_path / 'data'}", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.is_file() and "class-1" in printed and "5 cases" in printed
+
+
+def test_task_without_its_data_here_is_work_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("METRICSEG_MRICRON_DIR", str(tmp_path))  # no atlas files there
+    assert main(["data", "show", "aal", "--out", str(tmp_path / "aal.png")]) == 1
+    err = capsys.readouterr().err
+    assert "apt-get install mricron-data" in err and "Traceback" not in err

@@ -222,3 +222,98 @@ def test_cli_download_and_missing_task_message(server, cache, capsys):
     assert main(["data", "download", "msd:Task04_Hippocampus", "--base-url", server.url]) == 1
     assert "MD5" in capsys.readouterr().err
     assert msd_folder("Task04_Hippocampus") is None
+
+
+# ------------------------------------------------------------------ task names stay in the cache
+
+
+@pytest.mark.parametrize(
+    "name", ["../../x", "../x", "ABSOLUTE", "Task01_Brain/../../x", "Task01_..", "x", ""]
+)
+def test_fetch_msd_refuses_a_name_that_is_not_a_task_before_touching_the_disk(
+    name, server, cache, tmp_path
+):
+    # cache/msd/../../x is tmp_path/x: today's fetch_msd extracts over it with shutil.rmtree
+    victim = tmp_path / "x"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    if name == "ABSOLUTE":  # an absolute name replaces the cache path when joined to it
+        name = str(victim)
+    data = _msd_tar("x")
+    for path in ("/../../x.tar", "/x.tar", "/../x.tar"):
+        server.files[path] = data
+    with pytest.raises(ValueError, match="must be an MSD task name TaskNN_Name"):
+        fetch_msd(name, base_url=server.url, md5=_md5(data))
+    assert (victim / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+    assert server.ranges == [] and not (tmp_path / "x.tar").exists()  # nothing fetched
+    with pytest.raises(ValueError, match="must be an MSD task name"):
+        msd_folder(name)
+
+
+def test_fetch_msd_refuses_a_task_folder_that_links_outside_the_cache(server, cache, tmp_path):
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    (cache / "msd").mkdir(parents=True)
+    (cache / "msd" / "Task98_Link").symlink_to(victim, target_is_directory=True)
+    data = _msd_tar("Task98_Link")
+    server.files["/Task98_Link.tar"] = data
+    with pytest.raises(ValueError, match="outside the cache folder"):
+        fetch_msd("Task98_Link", base_url=server.url, md5=_md5(data))
+    assert [p.name for p in victim.iterdir()] == ["keep.txt"] and server.ranges == []
+
+
+def test_md5_must_be_hexadecimal(server, cache):
+    with pytest.raises(ValueError, match="md5 must be 32 hexadecimal digits"):
+        fetch_msd("Task99_Toy", base_url=server.url, md5="../x")
+    assert server.ranges == []
+
+
+# ------------------------------------------------------------------ Task01_BrainTumour
+
+
+def test_msd_table_agrees_with_monai():
+    """URL and MD5 of every MSD task are MONAI's (an independent copy of the same table)."""
+    datasets = pytest.importorskip("monai.apps.datasets")
+    from metricseg.data.download import MSD_BASE_URL, MSD_TASKS
+
+    assert MSD_TASKS["Task01_BrainTumour"].md5 == "240a19d752f0d9e9101544901065d872"
+    for task, info in MSD_TASKS.items():
+        assert datasets.DecathlonDataset.md5[task] == info.md5
+        assert datasets.DecathlonDataset.resource[task] == f"{MSD_BASE_URL}/{task}.tar"
+
+
+def _brats_msd_tar(write_msd, tmp_path, n=3):
+    folder = write_msd(tmp_path / "src" / "Task01_BrainTumour", n=n)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(folder, arcname="Task01_BrainTumour")
+    return buffer.getvalue()
+
+
+def test_task01_download_is_read_by_the_brats_task(
+    server, cache, tmp_path, brats_data, monkeypatch, capsys
+):
+    from metricseg.data.brats import BRATS_ENV, clear_memory_cache
+
+    monkeypatch.delenv(BRATS_ENV, raising=False)
+    data = _brats_msd_tar(brats_data.write_msd, tmp_path)
+    server.files["/Task01_BrainTumour.tar"] = data
+    # the real MD5 is MONAI's; this small archive differs, so the CLI refuses it
+    assert main(["data", "download", "msd:Task01_BrainTumour", "--base-url", server.url]) == 1
+    assert "MD5" in capsys.readouterr().err and msd_folder("Task01_BrainTumour") is None
+    folder = fetch_msd("Task01_BrainTumour", base_url=server.url, md5=_md5(data))
+    assert folder == cache / "msd" / "Task01_BrainTumour"
+    clear_memory_cache()
+    for task in (get_task("brats", path=folder), get_task("brats")):  # found without a path
+        assert task.source == str(folder) and task.meta["layout"] == "msd"
+        assert sorted(c.subject for c in task.cases) == ["BRATS_000", "BRATS_001", "BRATS_002"]
+        assert all(c.image.shape == (2, *brats_data.OUT_SHAPE) for c in task.cases)
+        assert all(set(np.unique(c.label)) == {0, 1} for c in task.cases)  # labels 1-3 -> 1
+    # the generic MSD reader keeps the four channels and four classes
+    whole = get_task("msd:Task01_BrainTumour", num_train=1, num_val=1, num_test=1)
+    assert whole.in_channels == 4 and whole.num_classes == 4
+    assert main(["data", "list"]) == 0
+    listed = [r for r in capsys.readouterr().out.splitlines() if "Task01_BrainTumour" in r]
+    assert listed and " yes " in listed[0]

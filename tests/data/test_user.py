@@ -166,3 +166,19 @@ def test_errors_name_the_file(tmp_path, lazy):
         get_task(f"folder:{tmp_path / 'bad' / 'imagesTr'}")
     with pytest.raises(FileNotFoundError, match="not a folder"):
         get_task("folder:/no/such/place")
+
+
+def test_load_case_keeps_the_chosen_channels_of_a_4d_file(tmp_path):
+    from metricseg.data.user import load_case
+
+    image, label = _volume(np.random.default_rng(3))
+    stack = np.stack([image, 2 * image, 3 * image])
+    geometry_4d = Geometry((1.0, 1.0, 2.0, 1.0), (0.0,) * 4, tuple(np.eye(4).ravel().tolist()))
+    write_image(tmp_path / "img.nii.gz", stack, geometry_4d)
+    write_image(tmp_path / "lab.nii.gz", label, GEOM)
+    files = ([tmp_path / "img.nii.gz"], tmp_path / "lab.nii.gz")
+    case = load_case("c", *files, normalization="none", channels=[2, 0])
+    np.testing.assert_allclose(case.image, np.stack([3 * image, image]))
+    assert case.spacing == (2.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match=r"channels must be indices in \[0, 3\) .* got \[3\]"):
+        load_case("c", *files, channels=[3])

@@ -38,4 +38,4 @@ def test_bench_refuses_to_run_under_torchrun(monkeypatch, capsys):
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["bench", "--quick", "--out", "unused"]) == 2
-    assert "does not run under torchrun" in capsys.readouterr().out
+    assert "does not run under torchrun" in capsys.readouterr().err

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from metricseg.experiment.grid import RunSpec
+from metricseg.experiment.spec import RunSpec
 
 from ..train.conftest import _one_torch_thread  # noqa: F401 - autouse fixture, shared
 

@@ -7,8 +7,9 @@ import pytest
 
 from metricseg.cli import main
 from metricseg.experiment.executor import LocalExecutor
-from metricseg.experiment.grid import RunSpec, load_result, result_path, run_one
+from metricseg.experiment.grid import load_result, result_path, run_one
 from metricseg.experiment.report import CSV_COLUMNS, build_report
+from metricseg.experiment.spec import RunSpec
 from metricseg.experiment.suite import default_suite, load_suite, quick_suite
 
 from .conftest import TINY_2D, TINY_TRAIN
@@ -23,7 +24,7 @@ def test_report_files(tmp_path):
         for loss in ("soft_dice", "ce")
         for seed in (0, 1)
     ]
-    results = [load_result(run_one(s, tmp_path)) for s in specs]
+    results = [load_result(run_one(s, tmp_path).path) for s in specs]
     analysis = build_report(
         tmp_path, results, header={"command": "test"}, notes=["a note"], n_resamples=200
     )
@@ -75,11 +76,12 @@ def test_bench_cli_with_config_and_rerun(tmp_path, capsys):
 
 def test_bench_cli_rejects_unknown_loss_and_config(tmp_path, capsys):
     assert main(["bench", "--losses", "nope", "--out", str(tmp_path)]) == 2
-    assert "unknown loss" in capsys.readouterr().out
+    assert "unknown loss" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("tasks: [tiny-lesions]\nlosses: [ce]\nepochs: 3\n")
     assert main(["bench", "--config", str(bad), "--out", str(tmp_path)]) == 2
-    assert "unknown key" in capsys.readouterr().out
+    assert "unknown key" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing written for a study that fails its check
 
 
 def test_load_suite_yaml_and_overrides(tmp_path):
@@ -93,12 +95,14 @@ def test_load_suite_yaml_and_overrides(tmp_path):
     specs = suite.specs()
     assert len(specs) == 2 * 2 * 2 * 2
     mc = next(s for s in specs if s.task == "multiclass" and s.loss == "focal")
+    assert [s.fold for s in specs[:2]] == [0, 1] and specs[0].num_folds == 2
     assert (
         mc.train == {"epochs": 7}
         and mc.task_options == {"num_train": 8}
         and mc.loss_options == {"gamma": 3.0}
     )
     over = suite.with_overrides(epochs=1, losses=["ce"], tasks=["multiclass", "large-organ"])
+    assert over.loss_labels == ["ce"]
     assert {s.train["epochs"] for s in over.specs()} == {1}
     assert [t.name for t in over.tasks] == ["multiclass", "large-organ"]
     assert over.tasks[0].options == {"num_train": 8}
@@ -111,7 +115,7 @@ def test_default_and_quick_suites_cover_the_brief():
     suite, notes = default_suite()
     names = [t.name for t in suite.tasks]
     assert names[:5] == ["tiny-lesions", "large-organ", "mixed-sizes", "multiclass", "synthetic-3d"]
-    assert set(suite.losses) >= {
+    assert set(suite.loss_labels) >= {
         "soft_dice",
         "soft_jaccard",
         "lovasz_softmax",

@@ -6,22 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from metricseg.experiment.scoring import TVERSKY_COLUMN, case_rows, object_sizes
 from metricseg.train import CHECKPOINT_NAME, TrainConfig, train
-from metricseg.train.evaluation import case_rows, foreground_dice, object_sizes
-from metricseg.train.inference import predict_labels
+from metricseg.train.validation import case_foreground_dice
 
 from .conftest import make_task
 
 
-def _test_dice(result, task, roi=None) -> float:
+def _test_dice(result, task) -> float:
     return float(
         np.mean(
             [
-                foreground_dice(
-                    predict_labels(result.model, c.image, divisor=4, roi_size=roi),
-                    c.label,
-                    task.num_classes,
-                )
+                case_foreground_dice(result.predictor(c.image), c.label, task.num_classes)
                 for c in task.test
             ]
         )
@@ -44,7 +40,8 @@ def test_tiny_3d_run_with_patches_and_sliding_window(task3d):
     cfg = TrainConfig(epochs=3, batch_size=2, channels=(4, 8, 16), steps_per_epoch=3)
     result = train(task3d, torch.nn.CrossEntropyLoss(), cfg, seed=1)
     assert result.epochs_run == 3
-    pred = predict_labels(result.model, task3d.test[0].image, divisor=4, roi_size=(16, 16, 16))
+    assert result.predictor.roi_size == (16, 16, 16)  # sliding windows of the training patch
+    pred = result.predictor(task3d.test[0].image)
     assert pred.shape == task3d.test[0].label.shape
     assert pred.min() >= 0 and pred.max() < 3
     assert all(math.isfinite(h["train_loss"]) for h in result.history)
@@ -115,12 +112,14 @@ def test_case_rows_against_hand_values():
     assert (r["tp"], r["fp"], r["fn"]) == (2, 1, 1)
     assert r["dice"] == pytest.approx(4 / 6)
     assert r["jaccard"] == pytest.approx(2 / 4)
-    assert r["tversky"] == pytest.approx(2 / (2 + 0.3 + 0.7))
+    assert r[TVERSKY_COLUMN] == pytest.approx(2 / (2 + 0.3 + 0.7))
     assert r["hamming"] == pytest.approx(1 - 2 / 8)
+    assert r["sensitivity"] == pytest.approx(2 / 3) and r["precision"] == pytest.approx(2 / 3)
     assert r["objects"] == 2  # (0,2)-(0,3) and (1,0) are not face-connected
     assert r["mean_object_size"] == pytest.approx(1.5)
     empty = case_rows(np.zeros((2, 2), int), np.zeros((2, 2), int), 2, case_id="e")[1]
-    assert math.isnan(empty["dice"]) and empty["hamming"] == 1.0
+    # absent from prediction and target: no score, for every metric (the library's rule)
+    assert all(math.isnan(empty[k]) for k in ("dice", "jaccard", "hamming", TVERSKY_COLUMN))
 
 
 def test_object_sizes_matches_scipy_3d():

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import sys
 from pathlib import Path
-from typing import Any
 
-from metricseg.atomic import atomic_path
+from metricseg.commands._common import UsageError, WorkError, parse_options
 
 HELP = "list, show and download segmentation tasks (synthetic, real offline, MSD, your folders)"
 DESCRIPTION = """\
@@ -19,6 +16,10 @@ Tasks for training and for `metricseg bench`.
   metricseg data download msd:Task04_Hippocampus  fetch an MSD task into $METRICSEG_DATA
 
 TASK is a name from `data list`, folder:PATH for your own data, or msd:TaskXX_Name.
+
+Exit codes: 0 done; 1 the work failed (a download, writing the picture, a
+task whose data is not on this machine); 2 a usage error (unknown task or
+option, a missing folder, a task without cases in --split).
 """
 
 
@@ -30,17 +31,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "show", help="montage PNG of image/label pairs, class frequencies, object sizes"
     )
     show.add_argument("task", help="task name, folder:PATH or msd:TaskXX_Name")
-    show.add_argument("--out", required=True, type=Path, help="PNG file to write")
-    show.add_argument("--split", default="train", choices=["train", "val", "test"])
-    show.add_argument("--cases", type=int, default=6, help="cases in the montage (default 6)")
-    show.add_argument("--seed", type=int, default=0)
+    show.add_argument(
+        "--out", required=True, type=Path, help="PNG file to write (required, no default)"
+    )
+    show.add_argument(
+        "--split",
+        default="train",
+        choices=["train", "val", "test"],
+        help="which cases to picture (default: train)",
+    )
+    show.add_argument("--cases", type=int, default=6, help="cases in the montage (default: 6)")
+    show.add_argument(
+        "--seed", type=int, default=0, help="seed of synthetic tasks and splits (default: 0)"
+    )
     show.add_argument(
         "-o",
         "--option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="task option, e.g. -o image_size=96 -o num_train=8 (repeatable)",
+        help="task option, e.g. -o image_size=96 -o num_train=8 (repeatable; default: none)",
     )
 
     download = sub.add_parser(
@@ -48,28 +58,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     download.add_argument("task", help="msd:TaskXX_Name, e.g. msd:Task04_Hippocampus")
     download.add_argument(
-        "--base-url", default=None, help="mirror to download from instead of the AWS bucket"
+        "--base-url",
+        default=None,
+        help="mirror to download from (default: $METRICSEG_MSD_URL, else the AWS bucket)",
     )
 
 
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``["image_size=96", "name=x"]`` → ``{"image_size": 96, "name": "x"}``."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option must be KEY=VALUE, got {item!r}")
-        try:
-            options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[key] = value
-    return options
+def _table(
+    header: list[str], rows: list[list[str]], *, right: tuple[str, ...], wrap: tuple[str, ...]
+) -> None:
+    """Print ``rows`` as a rich table; ``right`` columns right-aligned, only ``wrap`` columns wrap.
 
+    Piped output is not wrapped, so that a line is a row (``grep`` works).
+    """
+    import sys
 
-def _print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for name in header:
+        table.add_column(
+            name, justify="right" if name in right else "left", no_wrap=name not in wrap
+        )
+    for row in rows:
+        table.add_row(*row)
+    Console(highlight=False, width=None if sys.stdout.isatty() else 1000).print(table)
 
 
 def _list() -> int:
@@ -81,86 +95,44 @@ def _list() -> int:
         classes = str(t.num_classes) if t.num_classes else "-"
         where = "yes" if t.available else f"no: {t.how_to_get}"
         rows.append([t.name, t.kind, dims, classes, t.size, where, t.description])
-    _print_table(rows, ["task", "kind", "dims", "classes", "size", "available", "description"])
+    header = ["task", "kind", "dims", "classes", "size", "available", "description"]
+    _table(header, rows, right=("classes",), wrap=("available", "description"))
     return 0
 
 
-def _display_slice(image, label):
-    """2D (image, label) of a case; for 3D the axial slice with the most foreground."""
-    import numpy as np
-
-    if label.ndim == 2:
-        return image[0], label
-    z = int(np.argmax((label > 0).sum(axis=(1, 2))))
-    return image[0, z], label[z]
-
-
-def save_montage(task, split: str, count: int, out: Path) -> Path:
-    """Image row on top, label overlay below, ``count`` cases of ``split``; written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
-    from metricseg.data.preprocess import evenly_spaced
-
-    cases = getattr(task, split)
-    picks = evenly_spaced(list(range(len(cases))), count)
-    if not picks:
-        raise ValueError(f"task {task.name!r} has no {split} cases to show")
-    # tab20 without its greys (14, 15), which vanish on a grey image
-    palette = [
-        plt.get_cmap("tab20")(i)
-        for i in (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)
-    ]
-    cmap = ListedColormap(
-        [(0, 0, 0, 0)] + [palette[i % len(palette)] for i in range(task.num_classes - 1)]
-    )
-    fig, axes = plt.subplots(2, len(picks), figsize=(1.8 * len(picks), 4.2), squeeze=False)
-    for col, i in enumerate(picks):
-        image, label = _display_slice(cases[i].image, cases[i].label)
-        for row in range(2):
-            ax = axes[row][col]
-            ax.imshow(image, cmap="gray", interpolation="nearest")
-            if row == 1:
-                ax.imshow(
-                    label,
-                    cmap=cmap,
-                    vmin=0,
-                    vmax=task.num_classes - 1,
-                    alpha=0.55,
-                    interpolation="nearest",
-                )
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[0][col].set_title(cases[i].case_id.removeprefix(f"{task.name}-"), fontsize=7)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(k)) for k in range(1, task.num_classes)]
-    fig.legend(
-        handles,
-        task.class_names[1:],
-        loc="lower center",
-        ncol=min(task.num_classes - 1, 8),
-        fontsize=7,
-        frameon=False,
-    )
-    fig.suptitle(f"{task.name} ({split}): {task.description}", fontsize=8)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
-    out = Path(out)
-    try:
-        with atomic_path(out, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return out
+def _check_png_path(out: Path) -> None:
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name, e.g. {out / 'task.png'}")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
 
 
 def _show(args: argparse.Namespace) -> int:
     from metricseg.data import get_task
+    from metricseg.data.montage import save_montage
+    from metricseg.data.real import SourceUnavailableError
     from metricseg.data.stats import summarise, task_statistics
 
-    task = get_task(args.task, seed=args.seed, **parse_options(args.option))
-    out = save_montage(task, args.split, args.cases, args.out)
+    if args.cases < 1:
+        raise UsageError(f"--cases must be >= 1, got {args.cases}")
+    _check_png_path(args.out)
+    options = parse_options(args.option)
+    try:
+        task = get_task(args.task, seed=args.seed, **options)
+    except SourceUnavailableError as exc:  # a known task whose files are not here
+        raise WorkError(str(exc)) from None
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        # an unknown name or option, a missing folder, a file that cannot be an input
+        raise UsageError(str(exc)) from None
+    if not getattr(task, args.split):
+        raise UsageError(f"task {task.name!r} has no {args.split} cases to show; try --split train")
+    try:
+        out = save_montage(task, args.split, args.cases, args.out)
+    except OSError as exc:
+        raise WorkError(f"{args.out}: cannot write the picture ({exc})") from None
     print(f"{task.name}: {task.description}")
     print(
         f"{task.spatial_dims}D, {task.num_classes} classes, {task.in_channels} channel(s); "
@@ -179,10 +151,8 @@ def _show(args: argparse.Namespace) -> int:
                 f"{r['size_p05']:.0f} / {r['size_p50']:.0f} / {r['size_p95']:.0f}",
             ]
         )
-    _print_table(
-        rows,
-        ["class", "fg %", "range %", "present", "objects/case", "object size p5/p50/p95 (vox)"],
-    )
+    header = ["class", "fg %", "range %", "present", "objects/case", "object size p5/p50/p95 (vox)"]
+    _table(header, rows, right=tuple(header[1:]), wrap=("class",))
     print(f"wrote {out}")
     return 0
 
@@ -191,15 +161,13 @@ def _download(args: argparse.Namespace) -> int:
     from metricseg.data.download import DownloadError, fetch_msd
 
     if not args.task.startswith("msd:"):
-        print(
-            f"error: only msd:TaskXX_Name tasks are downloaded, got {args.task!r}", file=sys.stderr
-        )
-        return 2
+        raise UsageError(f"only msd:TaskXX_Name tasks are downloaded, got {args.task!r}")
     try:
         folder = fetch_msd(args.task[4:], base_url=args.base_url, progress=True)
-    except (DownloadError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:  # an unknown task name
+        raise UsageError(str(exc)) from None
+    except (DownloadError, OSError) as exc:
+        raise WorkError(str(exc)) from None
     print(f"{args.task} is in {folder}")
     return 0
 
@@ -208,9 +176,5 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command == "list":
         return _list()
     if args.data_command == "show":
-        try:
-            return _show(args)
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        return _show(args)
     return _download(args)

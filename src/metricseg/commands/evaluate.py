@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from metricseg.file_scoring import EvaluationResult
 
 HELP = "score predicted label images (NIfTI, NRRD, MHA, PNG, TIFF) against ground truth"
 DESCRIPTION = """\
@@ -13,6 +16,18 @@ request, tversky, hamming, sensitivity, precision) per case and label.
 PRED and GT are two folders (cases matched by file name without the image
 suffix: case_01.nii.gz pairs with case_01.nii) or two files. Shapes must agree;
 for NIfTI/NRRD/MHA also spacing, origin and direction (--geometry-tolerance).
+Labels are integers >= 0 (NaN, fractions and negative labels fail the case);
+--ignore-index lies outside the classes (e.g. 255, or -1 for a ground truth
+that marks left-out voxels with -1).
+
+--out is checked before any case is scored: never one of the inputs or inside
+an input folder, never a folder, and an existing file is replaced only if it
+is a CSV written by metricseg evaluate (or with --force). The CSV is written
+atomically.
+
+Exit codes: 0 all cases scored; 1 a case failed (with --keep-going: after
+scoring the others); 2 a usage error (bad option, missing input, --out refused,
+an ignore index that is a class label).
 
 The summary gives per label the mean over cases (cases where both prediction
 and ground truth lack the label are 'empty': NaN by default, left out of the
@@ -26,34 +41,36 @@ examples:
 """
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 1,2,3, got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one label, got {text!r}")
-    return values
-
-
 def _metric_list(text: str) -> list[str]:
+    from metricseg.commands._common import csv_list
     from metricseg.metrics import METRICS
 
-    names = [v.strip() for v in text.split(",") if v.strip()]
+    names = csv_list(text)
     bad = [n for n in names if n not in METRICS]
-    if bad or not names:
+    if bad:
         raise argparse.ArgumentTypeError(
-            f"unknown metric(s) {bad or text!r}; choose from {','.join(METRICS)}"
+            f"unknown metric(s) {bad}; choose from {','.join(METRICS)}"
         )
     return names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from metricseg.commands._common import int_csv_list
+
     parser.add_argument("pred", metavar="PRED", help="predicted label image or folder")
     parser.add_argument("gt", metavar="GT", help="ground-truth label image or folder")
-    parser.add_argument("--out", metavar="CSV", help="write per-case per-label scores here")
+    parser.add_argument(
+        "--out",
+        metavar="CSV",
+        help="write per-case per-label scores here; never an input or inside an input folder "
+        "(default: none, print the summary only)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out file that is not a CSV written by metricseg evaluate "
+        "(default: off, refuse)",
+    )
     parser.add_argument(
         "--metrics",
         type=_metric_list,
@@ -62,13 +79,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: dice,jaccard)",
     )
     parser.add_argument(
-        "--labels", type=_int_list, help="labels to report, e.g. 1,2,3 (default: all but 0)"
+        "--labels",
+        type=int_csv_list,
+        help="labels to report, e.g. 1,2,3 (default: all but 0, i.e. 1 to C-1)",
     )
     parser.add_argument(
-        "--num-classes", type=int, help="number of classes (default: largest label seen + 1)"
+        "--num-classes",
+        type=int,
+        help="number of classes C; a label >= C fails its case (default: largest label seen + 1)",
     )
     parser.add_argument(
-        "--ignore-index", type=int, help="ground-truth label whose voxels are not counted"
+        "--ignore-index",
+        type=int,
+        help="ground-truth label whose voxels are not counted, outside the classes, e.g. 255 "
+        "or -1 (default: none)",
     )
     parser.add_argument(
         "--empty",
@@ -77,10 +101,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score when prediction and ground truth both lack a label (default: nan, "
         "left out of means and counted)",
     )
-    parser.add_argument("--alpha", type=float, default=0.5, help="Tversky weight of FP")
-    parser.add_argument("--beta", type=float, default=0.5, help="Tversky weight of FN")
-    parser.add_argument("--w-fp", type=float, default=1.0, help="Hamming weight of FP")
-    parser.add_argument("--w-fn", type=float, default=1.0, help="Hamming weight of FN")
+    parser.add_argument(
+        "--alpha", type=float, default=0.5, help="Tversky weight of FP (default: 0.5)"
+    )
+    parser.add_argument(
+        "--beta", type=float, default=0.5, help="Tversky weight of FN (default: 0.5)"
+    )
+    parser.add_argument(
+        "--w-fp", type=float, default=1.0, help="Hamming weight of FP (default: 1.0)"
+    )
+    parser.add_argument(
+        "--w-fn", type=float, default=1.0, help="Hamming weight of FN (default: 1.0)"
+    )
     parser.add_argument(
         "--geometry-tolerance",
         type=float,
@@ -88,29 +120,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="absolute tolerance on spacing, origin and direction (default: 1e-3)",
     )
     parser.add_argument(
-        "--ignore-geometry", action="store_true", help="do not compare spacing/origin/direction"
+        "--ignore-geometry",
+        action="store_true",
+        help="do not compare spacing/origin/direction (default: off, compare)",
     )
     parser.add_argument(
         "--keep-going",
         action="store_true",
-        help="evaluate the other cases when one fails; list failures at the end (exit 1)",
+        help="evaluate the other cases when one fails; list failures at the end, exit 1 "
+        "(default: off, stop at the first failure)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from metricseg.evaluation import (
+    from metricseg.commands._common import UsageError, WorkError
+    from metricseg.file_scoring import (
         EvaluationError,
+        SettingsError,
+        check_csv_path,
+        check_settings,
         evaluate_pairs,
         match_cases,
         write_case_csv,
     )
     from metricseg.io import ImageReadError
 
-    if args.num_classes is not None and args.num_classes < 1:
-        print(f"error: --num-classes must be >= 1, got {args.num_classes}", file=sys.stderr)
-        return 2
-    try:
+    inputs = (args.pred, args.gt)
+    try:  # everything that can be checked before a file is read
+        check_settings(
+            labels=args.labels, num_classes=args.num_classes, ignore_index=args.ignore_index
+        )
+        if args.out is not None:
+            check_csv_path(args.out, inputs=inputs, force=args.force)
         pairs, problems = match_cases(args.pred, args.gt)
+    except (SettingsError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
         result = evaluate_pairs(
             pairs,
             metrics=args.metrics,
@@ -126,22 +171,26 @@ def run(args: argparse.Namespace) -> int:
             w_fp=args.w_fp,
             w_fn=args.w_fn,
         )
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
     except (FileNotFoundError, EvaluationError, ImageReadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise WorkError(str(exc)) from None
     if result.cases and args.out:
-        path = write_case_csv(args.out, result)
+        try:
+            path = write_case_csv(args.out, result, inputs=inputs, force=args.force)
+        except SettingsError as exc:  # the path changed while the cases were scored
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise WorkError(f"{args.out}: cannot write the scores ({exc})") from None
         print(f"wrote {len(result.cases)} cases × {len(result.labels)} labels to {path}")
     _print_summary(result)
     if result.failures:
-        print(f"{len(result.failures)} case(s) failed:", file=sys.stderr)
-        for _case, message in result.failures:
-            print(f"  {message}", file=sys.stderr)
-        return 1
+        lines = "\n".join(f"  {message}" for _case, message in result.failures)
+        raise WorkError(f"{len(result.failures)} case(s) failed:\n{lines}")
     return 0
 
 
-def _print_summary(result) -> None:  # result: EvaluationResult
+def _print_summary(result: EvaluationResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -162,7 +211,7 @@ def _print_summary(result) -> None:  # result: EvaluationResult
     def cell(x: float) -> str:
         return "nan" if x != x else f"{x:.4f}"
 
-    for k, label in enumerate(s.classes):
+    for k, label in enumerate(result.labels):
         row = [cell(float(s.per_class[m][k])) for m in result.metrics]
         table.add_row(str(label), *row, str(int(s.empty_cases[k])))
     table.add_section()

@@ -42,11 +42,29 @@ def list_tasks() -> list[TaskInfo]:
     """Every task :func:`get_task` knows, with whether it is available here.
 
     >>> names = [t.name for t in list_tasks()]
-    >>> "tiny-lesions" in names and "aal" in names and "msd:Task04_Hippocampus" in names
+    >>> all(n in names for n in ("tiny-lesions", "aal", "brats", "msd:Task04_Hippocampus"))
     True
     """
-    from metricseg.data.download import MSD_TASKS, msd_folder
-    from metricseg.data.real import REAL_TASKS
+    return [
+        *_synthetic_infos(),
+        *_real_infos(),
+        _brats_info(),
+        *_msd_infos(),
+        TaskInfo(
+            "folder:PATH",
+            "user",
+            True,
+            "",
+            None,
+            None,
+            (),
+            "-",
+            "your own data: MSD (dataset.json), nnU-Net raw, or images/ + labels/ folders",
+        ),
+    ]
+
+
+def _synthetic_infos() -> list[TaskInfo]:
     from metricseg.data.synthetic import PRESETS
 
     infos = []
@@ -65,6 +83,13 @@ def list_tasks() -> list[TaskInfo]:
                 spec.description,
             )
         )
+    return infos
+
+
+def _real_infos() -> list[TaskInfo]:
+    from metricseg.data.real import REAL_TASKS
+
+    infos = []
     for real in REAL_TASKS.values():
         available = real.available()
         infos.append(
@@ -80,6 +105,30 @@ def list_tasks() -> list[TaskInfo]:
                 real.description,
             )
         )
+    return infos
+
+
+def _brats_info() -> TaskInfo:
+    from metricseg.data.brats import brats_info
+
+    available, how_to_get, size = brats_info()
+    return TaskInfo(
+        "brats",
+        "real",
+        available,
+        how_to_get,
+        3,
+        2,
+        ("background", "whole-tumour"),
+        size,
+        "BraTS whole tumour, 3D subjects at 2 mm (your BraTS / MSD Task01 / nnU-Net folder)",
+    )
+
+
+def _msd_infos() -> list[TaskInfo]:
+    from metricseg.data.download import MSD_TASKS, msd_folder
+
+    infos = []
     for name, msd in MSD_TASKS.items():
         available = msd_folder(name) is not None
         infos.append(
@@ -95,19 +144,6 @@ def list_tasks() -> list[TaskInfo]:
                 msd.description,
             )
         )
-    infos.append(
-        TaskInfo(
-            "folder:PATH",
-            "user",
-            True,
-            "",
-            None,
-            None,
-            (),
-            "-",
-            "your own data: MSD (dataset.json), nnU-Net raw, or images/ + labels/ folders",
-        )
-    )
     return infos
 
 
@@ -118,8 +154,9 @@ def get_task(name: str, *, seed: int = 0, **options: object) -> Task:
         name: a synthetic preset (``"tiny-lesions"``, ``"large-organ"``, ``"mixed-sizes"``,
             ``"multiclass"``, ``"synthetic-3d"``), a real offline task (``"aal"``,
             ``"aal-small"``, ``"colin-brain"``, ``"mni-tissue"``, ``"dsb-nuclei"``,
-            ``"inia19"``), ``"folder:PATH"`` or ``"user"`` with ``path=...`` for a user
-            dataset, or ``"msd:Task04_Hippocampus"`` (and the other MSD tasks) after
+            ``"inia19"``), ``"brats"`` (BraTS whole tumour from ``path=`` or
+            ``$METRICSEG_BRATS``, see :mod:`metricseg.data.brats`), ``"folder:PATH"`` or
+            ``"user"`` with ``path=...`` for a user dataset, or ``"msd:Task04_Hippocampus"`` (and the other MSD tasks) after
             ``metricseg data download``.
         seed: seed of the synthetic generators and of user-dataset splits.
         options: task options (``image_size``, ``num_train``, ``num_val``, ``num_test``,
@@ -134,6 +171,10 @@ def get_task(name: str, *, seed: int = 0, **options: object) -> Task:
         return synthetic_task(name, seed=seed, **options)
     if name in REAL_TASKS:
         return real_task(name, seed=seed, **options)
+    if name == "brats":
+        from metricseg.data.brats import brats_task
+
+        return brats_task(seed=seed, **options)
     if name.startswith("folder:") or name == "user":
         from metricseg.data.user import user_task
 
@@ -146,5 +187,5 @@ def get_task(name: str, *, seed: int = 0, **options: object) -> Task:
         from metricseg.data.download import msd_task
 
         return msd_task(name[len("msd:") :], seed=seed, **options)
-    known = [*PRESETS, *REAL_TASKS, "folder:PATH", "user", "msd:TaskXX_Name"]
+    known = [*PRESETS, *REAL_TASKS, "brats", "folder:PATH", "user", "msd:TaskXX_Name"]
     raise ValueError(f"name must be one of {known}, got {name!r}")

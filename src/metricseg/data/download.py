@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -34,6 +35,7 @@ __all__ = [
     "DownloadError",
     "MsdTask",
     "cache_dir",
+    "check_msd_name",
     "download_file",
     "extract_archive",
     "fetch_msd",
@@ -64,6 +66,12 @@ class MsdTask:
 
 #: MD5 sums from MONAI's DecathlonDataset (monai/apps/datasets.py)
 MSD_TASKS: dict[str, MsdTask] = {
+    "Task01_BrainTumour": MsdTask(
+        "240a19d752f0d9e9101544901065d872",
+        ("background", "edema", "non-enhancing-tumour", "enhancing-tumour"),
+        "7 GB, 484 MR (4 channels)",
+        "MSD brain tumour (BraTS 2016/17), FLAIR/T1w/T1gd/T2w; whole tumour: task brats",
+    ),
     "Task02_Heart": MsdTask(
         "06ee59366e1e5124267b774dbd654057",
         ("background", "left-atrium"),
@@ -89,6 +97,45 @@ MSD_TASKS: dict[str, MsdTask] = {
         "MSD spleen, CT",
     ),
 }
+
+
+#: MSD task names: ``TaskNN_Name``; letters, digits and ``_`` only, so never a path separator
+_MSD_NAME = re.compile(r"Task[0-9]{2,3}_[A-Za-z0-9][A-Za-z0-9_]{0,63}")
+
+
+def check_msd_name(task: object) -> str:
+    """``task`` if it is an MSD task name (``TaskNN_Name``), else ``ValueError``.
+
+    Names become folder and file names in the cache, so they are checked before any path is
+    built from them.
+
+    >>> check_msd_name("Task04_Hippocampus")
+    'Task04_Hippocampus'
+    >>> check_msd_name("../../x")
+    Traceback (most recent call last):
+    ...
+    ValueError: task must be an MSD task name TaskNN_Name (letters, digits and '_' after the number), e.g. Task04_Hippocampus; got '../../x'
+    """
+    if not isinstance(task, str) or not _MSD_NAME.fullmatch(task):
+        raise ValueError(
+            "task must be an MSD task name TaskNN_Name (letters, digits and '_' after the "
+            f"number), e.g. Task04_Hippocampus; got {task!r}"
+        )
+    return task
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """``path`` if it resolves inside ``root`` (symbolic links followed), else ``ValueError``."""
+    base, resolved = root.resolve(), path.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise ValueError(
+            f"{path} resolves to {resolved}, outside the cache folder {base}; refusing to touch it"
+        )
+    return path
+
+
+def _msd_root() -> Path:
+    return cache_dir() / "msd"
 
 
 def cache_dir() -> Path:
@@ -206,8 +253,13 @@ def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[s
 
 
 def msd_folder(task: str) -> Path | None:
-    """The extracted folder of an MSD task in the cache, or None."""
-    folder = cache_dir() / "msd" / task
+    """The extracted folder of an MSD task in the cache, or None.
+
+    Raises:
+        ValueError: ``task`` is not a ``TaskNN_Name``, or its folder resolves outside the cache.
+    """
+    root = _msd_root()
+    folder = _inside(root, root / check_msd_name(task))
     return folder if (folder / "dataset.json").is_file() else None
 
 
@@ -223,19 +275,29 @@ def fetch_msd(
 
     ``base_url`` (or ``$METRICSEG_MSD_URL``) replaces the AWS bucket (a mirror, or a
     local test server); ``md5`` replaces the known sum.
+
+    Raises:
+        ValueError: ``task`` is not a ``TaskNN_Name`` (checked before anything is read,
+            downloaded or removed), or a target resolves outside the cache folder.
     """
+    check_msd_name(task)
     if task not in MSD_TASKS and md5 is None:
         raise ValueError(f"task must be one of {sorted(MSD_TASKS)} (or give md5=), got {task!r}")
+    if md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", str(md5)):
+        raise ValueError(f"md5 must be 32 hexadecimal digits, got {md5!r}")
+    root = _msd_root()
+    # every path below is built from the checked name and must stay inside the cache
+    target = _inside(root, root / task)
+    archive_path = _inside(root, root / f"{task}.tar")
     existing = msd_folder(task)
     if existing is not None:
         return existing
     base = base_url or os.environ.get("METRICSEG_MSD_URL", MSD_BASE_URL)
     checksum = md5 if md5 is not None else MSD_TASKS[task].md5
-    root = cache_dir() / "msd"
     archive = download_file(
-        f"{base.rstrip('/')}/{task}.tar", root / f"{task}.tar", checksum, progress=progress
+        f"{base.rstrip('/')}/{task}.tar", archive_path, checksum, progress=progress
     )
-    folder = extract_archive(archive, root / task)
+    folder = extract_archive(archive, target)
     if not (folder / "dataset.json").is_file():
         shutil.rmtree(folder)
         raise DownloadError(f"{archive}: extracted, but it holds no dataset.json; not an MSD task")
@@ -248,7 +310,7 @@ def msd_task(task: str, *, seed: int = 0, download: bool = False, **options: obj
     """A downloaded MSD task as a :class:`Task` (options as in :func:`~metricseg.data.user.user_task`)."""
     from metricseg.data.user import user_task
 
-    folder = msd_folder(task)
+    folder = msd_folder(check_msd_name(task))
     if folder is None:
         if not download:
             raise FileNotFoundError(

@@ -1,4 +1,4 @@
-"""Preprocessing shared by every data source: resizing, intensity normalisation, gapped splits.
+"""Preprocessing shared by every data source: resizing, intensity normalisation, splits.
 
 Resampling uses :func:`scipy.ndimage.zoom` (linear for intensities and soft labels,
 nearest neighbour for label maps), so that a label map never gains a value that
@@ -17,6 +17,7 @@ __all__ = [
     "gapped_slab_split",
     "interleaved_slabs",
     "resize",
+    "seeded_split",
     "zscore",
 ]
 
@@ -157,3 +158,45 @@ def gapped_slab_split(
         evenly_spaced(splits[1], counts[1]),
         evenly_spaced(splits[2], counts[2]),
     )
+
+
+def seeded_split(
+    n: int,
+    seed: int,
+    *,
+    num_train: int | None = None,
+    num_val: int | None = None,
+    num_test: int | None = None,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    what: str = "the dataset",
+    unit: str = "items",
+) -> dict[str, list[int]]:
+    """Split items ``0 .. n-1`` (cases or subjects) into train / val / test by a seeded shuffle.
+
+    ``num_test`` and ``num_val`` default to ``round(n * fraction)``, ``num_train`` to the rest.
+    In the order ``numpy.random.default_rng(seed).permutation(n)``, test takes the first
+    ``num_test`` items, validation the next ``num_val`` and training the next ``num_train``;
+    each list keeps that shuffled order (its first item is the first of the split).
+
+    Raises:
+        ValueError: a negative count, no training item, or more items asked for than ``n``;
+            the message says ``what`` has ``n`` ``unit``.
+
+    >>> seeded_split(5, 0, num_val=1, num_test=1)
+    {'train': [3, 0, 1], 'val': [4], 'test': [2]}
+    """
+    n_test = num_test if num_test is not None else round(n * test_fraction)
+    n_val = num_val if num_val is not None else round(n * val_fraction)
+    n_train = num_train if num_train is not None else n - n_val - n_test
+    if min(n_train, n_val, n_test) < 0 or n_train < 1 or n_train + n_val + n_test > n:
+        raise ValueError(
+            f"{what} has {n} {unit}; cannot split them into num_train={n_train}, "
+            f"num_val={n_val}, num_test={n_test} (at least one for training)"
+        )
+    order = [int(i) for i in np.random.default_rng(seed).permutation(n)]
+    return {
+        "train": order[n_test + n_val : n_test + n_val + n_train],
+        "val": order[n_test : n_test + n_val],
+        "test": order[:n_test],
+    }

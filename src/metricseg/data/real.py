@@ -1,9 +1,9 @@
 """Real segmentation tasks that can be had offline, from installed packages.
 
-Sources (DESIGN.md): Debian's ``mricron-data`` (Colin27 T1 ``ch2``, its brain
-``ch2bet``, the AAL atlas, the macaque INIA19 template with NeuroMaps), PyPI
-``nilearn`` (MNI152 2009a T1 with grey/white-matter probability maps) and PyPI
-``stardist`` (a DSB2018 fluorescence image with its nuclei).
+Sources, all installed packages (nothing is downloaded at run time): Debian's
+``mricron-data`` (Colin27 T1 ``ch2``, its brain ``ch2bet``, the AAL atlas, the macaque
+INIA19 template with NeuroMaps), PyPI ``nilearn`` (MNI152 2009a T1 with grey/white-matter
+probability maps) and PyPI ``stardist`` (a DSB2018 fluorescence image with its nuclei).
 
 Preprocessing of the volume tasks, all documented in each task's ``meta``:
 
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from metricseg.data.preprocess import evenly_spaced, gapped_slab_split, resize, zscore
-from metricseg.data.task import Case, Task
+from metricseg.data.task import Case, Task, check_task_options
 
 __all__ = ["REAL_TASKS", "RealTaskInfo", "SourceUnavailableError", "real_task"]
 
@@ -149,54 +149,26 @@ def _slice_task(
     image, label, head = image[:, ::-1], label[:, ::-1], head[:, ::-1]
     if soft is not None:
         soft = soft[:, :, ::-1]
-    inplane = np.argwhere(head.any(axis=0))
-    lo, hi = inplane.min(axis=0), inplane.max(axis=0) + 1
-    side = int((hi - lo).max())
-    centre = (lo + hi) // 2
-    starts = centre - side // 2
-    # pad so that the square crop never leaves the array
-    pad = [(0, 0)] + [
-        (max(0, -int(s)), max(0, int(s) + side - n)) for s, n in zip(starts, head.shape[1:])
-    ]
-    offset = np.array([p[0] for p in pad[1:]])
-    norm = zscore(image.astype(np.float32), head)
-    background = float(norm[~head].mean()) if (~head).any() else 0.0
-    norm = np.pad(norm, pad, constant_values=background)
-    label = np.pad(label, pad)
-    if soft is not None:
-        soft = np.pad(soft, [(0, 0), *pad])
-        soft[0][np.pad(np.zeros(head.shape, bool), pad, constant_values=True)] = 1.0
-    window = tuple(slice(int(s + o), int(s + o) + side) for s, o in zip(starts, offset))
-
+    pad, window, side = _head_square(head)
+    norm, label, soft = _normalise_and_pad(image, label, head, soft, pad)
     train, val, test = gapped_slab_split(positions.tolist(), counts, slab=slab, gap=gap)
     out_spacing = tuple(float(spacing[a + 1]) * side / image_size for a in range(2))
-    splits: dict[str, list[Case]] = {}
-    for split, picks in (("train", train), ("val", val), ("test", test)):
-        cases = []
-        for z in picks:
-            img = resize(norm[z][window], (image_size, image_size), order=1)
-            lab = resize(label[z][window], (image_size, image_size), order=0).astype(np.int64)
-            soft_slice = None
-            if soft is not None:
-                soft_slice = np.stack(
-                    [
-                        resize(s[z][window].astype(np.float32), (image_size, image_size), order=1)
-                        for s in soft
-                    ]
-                )
-                soft_slice /= soft_slice.sum(axis=0, keepdims=True)
-                lab = soft_slice.argmax(axis=0).astype(np.int64)
-            cases.append(
-                Case(
-                    f"{name}-z{z:03d}",
-                    img[None].astype(np.float32),
-                    lab,
-                    out_spacing,
-                    soft_slice,
-                    subject=source,  # every slice comes from the one volume
-                )
+    splits = {
+        split: [
+            _slice_case(
+                f"{name}-z{z:03d}",
+                norm[z],
+                label[z],
+                None if soft is None else soft[:, z],
+                window,
+                image_size,
+                out_spacing,
+                subject=source,  # every slice comes from the one volume
             )
-        splits[split] = cases
+            for z in picks
+        ]
+        for split, picks in (("train", train), ("val", val), ("test", test))
+    }
     return Task(
         name=name,
         spatial_dims=2,
@@ -218,14 +190,79 @@ def _slice_task(
     )
 
 
+def _head_square(
+    head: np.ndarray,
+) -> tuple[list[tuple[int, int]], tuple[slice, ...], int]:
+    """The square in-plane crop around the head of every slice of ``head`` (z, y, x).
+
+    Returns ``(pad, window, side)``: the padding of the volume that keeps the square inside
+    the array (``np.pad`` widths, z first), the square's ``(y, x)`` slices in the padded
+    volume, and its side in voxels. The square is centred on the head's bounding box over
+    all slices and as wide as its larger side.
+    """
+    inplane = np.argwhere(head.any(axis=0))
+    lo, hi = inplane.min(axis=0), inplane.max(axis=0) + 1
+    side = int((hi - lo).max())
+    centre = (lo + hi) // 2
+    starts = centre - side // 2
+    pad = [(0, 0)] + [
+        (max(0, -int(s)), max(0, int(s) + side - n)) for s, n in zip(starts, head.shape[1:])
+    ]
+    offset = np.array([p[0] for p in pad[1:]])
+    window = tuple(slice(int(s + o), int(s + o) + side) for s, o in zip(starts, offset))
+    return pad, window, side
+
+
+def _normalise_and_pad(
+    image: np.ndarray,
+    label: np.ndarray,
+    head: np.ndarray,
+    soft: np.ndarray | None,
+    pad: list[tuple[int, int]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Z-score ``image`` over the head and pad every volume by ``pad``.
+
+    The image is padded with the mean of its background (outside the head), the label with
+    0, and the soft label with certain background.
+    """
+    norm = zscore(image.astype(np.float32), head)
+    background = float(norm[~head].mean()) if (~head).any() else 0.0
+    norm = np.pad(norm, pad, constant_values=background)
+    label = np.pad(label, pad)
+    if soft is not None:
+        soft = np.pad(soft, [(0, 0), *pad])
+        soft[0][np.pad(np.zeros(head.shape, bool), pad, constant_values=True)] = 1.0
+    return norm, label, soft
+
+
+def _slice_case(
+    case_id: str,
+    image: np.ndarray,
+    label: np.ndarray,
+    soft: np.ndarray | None,
+    window: tuple[slice, ...],
+    image_size: int,
+    spacing: tuple[float, ...],
+    *,
+    subject: str,
+) -> Case:
+    """One slice (image and label ``(y, x)``, soft label ``(K, y, x)``) cut to ``window`` and
+    resampled to ``image_size`` square; with a soft label, the label is its argmax."""
+    size = (image_size, image_size)
+    img = resize(image[window], size, order=1)
+    lab = resize(label[window], size, order=0).astype(np.int64)
+    soft_slice = None
+    if soft is not None:
+        soft_slice = np.stack([resize(s[window].astype(np.float32), size, order=1) for s in soft])
+        soft_slice /= soft_slice.sum(axis=0, keepdims=True)
+        lab = soft_slice.argmax(axis=0).astype(np.int64)
+    return Case(case_id, img[None].astype(np.float32), lab, spacing, soft_slice, subject=subject)
+
+
 def _slices_with(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
     """Axial slices where ``mask`` covers at least ``min_fraction`` of the slice: drops the
     few stray voxels at the ends of atlas masks, which would make near-empty slices."""
     return np.flatnonzero(mask.mean(axis=(1, 2)) >= min_fraction)
-
-
-#: options of every slice task (task-specific ones are taken out before the check)
-SLICE_OPTIONS = ("image_size", "num_train", "num_val", "num_test", "slab", "gap")
 
 
 def _slab_options(
@@ -238,27 +275,31 @@ def _slab_options(
     size: int = 64,
 ) -> dict:
     """Keyword arguments of :func:`_slice_task` from the user's options and the task's defaults."""
-    _reject_unknown(
-        name, {k: v for k, v in options.items() if k not in SLICE_OPTIONS}, set(SLICE_OPTIONS)
+    value = _int_options(
+        name,
+        options,
+        {
+            "image_size": size,
+            "num_train": counts[0],
+            "num_val": counts[1],
+            "num_test": counts[2],
+            "slab": slab,
+            "gap": gap,
+        },
     )
-    value = {**{"image_size": size, "slab": slab, "gap": gap}, **options}
     return {
-        "image_size": int(value["image_size"]),  # type: ignore[call-overload]
-        "counts": (
-            int(options.get("num_train", counts[0])),  # type: ignore[call-overload]
-            int(options.get("num_val", counts[1])),  # type: ignore[call-overload]
-            int(options.get("num_test", counts[2])),  # type: ignore[call-overload]
-        ),
-        "slab": int(value["slab"]),  # type: ignore[call-overload]
-        "gap": int(value["gap"]),  # type: ignore[call-overload]
+        "image_size": value["image_size"],
+        "counts": (value["num_train"], value["num_val"], value["num_test"]),
+        "slab": value["slab"],
+        "gap": value["gap"],
     }
 
 
-def _reject_unknown(name: str, options: dict[str, object], known: set[str]) -> None:
-    if options:
-        raise ValueError(
-            f"unknown option(s) {sorted(options)} for task {name!r}; expected some of {sorted(known)}"
-        )
+def _int_options(name: str, options: dict[str, object], defaults: dict[str, int]) -> dict[str, int]:
+    """``defaults`` overridden by ``options``, as integers; an option not in ``defaults`` is an
+    error (:func:`~metricseg.data.task.check_task_options`)."""
+    check_task_options(name, options, defaults)
+    return {k: int(options.get(k, d)) for k, d in defaults.items()}  # type: ignore[call-overload]
 
 
 def _aal(name: str, seed: int, options: dict[str, object]) -> Task:
@@ -384,77 +425,17 @@ def _inia19(name: str, seed: int, options: dict[str, object]) -> Task:
 
 
 def _dsb_nuclei(name: str, seed: int, options: dict[str, object]) -> Task:
-    import tifffile
-
-    tile = int(options.pop("tile", 64))  # type: ignore[call-overload]
-    image_size = int(options.pop("image_size", tile))  # type: ignore[call-overload]
-    gap = int(options.pop("gap", 16))  # type: ignore[call-overload]
-    counts = (
-        int(options.pop("num_train", 48)),  # type: ignore[call-overload]
-        int(options.pop("num_val", 8)),  # type: ignore[call-overload]
-        int(options.pop("num_test", 16)),  # type: ignore[call-overload]
-    )
-    _reject_unknown(
-        name, options, {"tile", "image_size", "gap", "num_train", "num_val", "num_test"}
-    )
-    image_path, mask_path = _stardist_file("img2d.tif"), _stardist_file("mask2d.tif")
-    image = tifffile.imread(image_path).astype(np.float32)
-    instances = tifffile.imread(mask_path)
-    if image.shape != instances.shape:
-        raise ValueError(
-            f"{mask_path}: shape {instances.shape} differs from {image_path}: {image.shape}"
-        )
-    height, width = image.shape
-    norm = zscore(image)
-    label = (instances > 0).astype(np.int64)
-    # horizontal bands: validation and test get just enough rows of whole tiles,
-    # training gets the rest (top), each band separated from the next by `gap` rows
-    columns = width // tile
-    val_rows = -(-counts[1] // columns) * tile
-    test_rows = -(-counts[2] // columns) * tile
-    train_rows = height - val_rows - test_rows - 2 * gap
-    if train_rows < tile:
-        raise ValueError(
-            f"num_val={counts[1]} and num_test={counts[2]} leave {train_rows} rows for training tiles "
-            f"of {tile}px in a {height}px image; ask for fewer or a smaller tile"
-        )
-    bands = {
-        "train": (0, train_rows),
-        "val": (train_rows + gap, train_rows + gap + val_rows),
-        "test": (height - test_rows, height),
-    }
-    splits: dict[str, list[Case]] = {}
-    for split, count in zip(("train", "val", "test"), counts):
-        top, bottom = bands[split]
-        # overlapping tiles inside a band are allowed (same split); stride halves until enough
-        stride = tile
-        while True:
-            origins = [
-                (y, x)
-                for y in range(top, bottom - tile + 1, stride)
-                for x in range(0, width - tile + 1, stride)
-            ]
-            if len(origins) >= count or stride <= 8:
-                break
-            stride //= 2
-        if len(origins) < count:
-            raise ValueError(
-                f"num_{split}={count} is more than the {len(origins)} tiles of {tile}px its band "
-                f"(rows {top}-{bottom}) gives; ask for fewer or a smaller tile"
-            )
-        cases = []
-        for y, x in evenly_spaced(origins, count):  # type: ignore[type-var]
-            img = resize(norm[y : y + tile, x : x + tile], (image_size, image_size), order=1)
-            lab = resize(label[y : y + tile, x : x + tile], (image_size, image_size), order=0)
-            cases.append(
-                Case(
-                    f"{name}-y{y:03d}x{x:03d}",
-                    img[None].astype(np.float32),
-                    lab.astype(np.int64),
-                    subject="dsb2018-img2d",  # every tile comes from the one image
-                )
-            )
-        splits[split] = cases
+    tile = int(options.get("tile", 64))  # type: ignore[call-overload]
+    defaults = {"tile": 64, "image_size": tile, "gap": 16}
+    value = _int_options(name, options, {**defaults, "num_train": 48, "num_val": 8, "num_test": 16})
+    image_size, gap = value["image_size"], value["gap"]
+    counts = (value["num_train"], value["num_val"], value["num_test"])
+    image, label = _dsb_image()
+    bands = _dsb_bands(image.shape, tile, gap, counts)
+    splits = {}
+    for (split, band), count in zip(bands.items(), counts):
+        origins = _tile_origins(split, band, image.shape[1], tile, count)
+        splits[split] = _tile_cases(name, image, label, origins, tile, image_size)
     return Task(
         name=name,
         spatial_dims=2,
@@ -470,6 +451,94 @@ def _dsb_nuclei(name: str, seed: int, options: dict[str, object]) -> Task:
             "preprocessing": f"z-scored image, {tile}px tiles resized to {image_size}px, bands split by rows"
         },
     )
+
+
+def _dsb_image() -> tuple[np.ndarray, np.ndarray]:
+    """The DSB2018 image z-scored, and its nuclei as a binary label map (both ``(y, x)``)."""
+    import tifffile
+
+    image_path, mask_path = _stardist_file("img2d.tif"), _stardist_file("mask2d.tif")
+    image = tifffile.imread(image_path).astype(np.float32)
+    instances = tifffile.imread(mask_path)
+    if image.shape != instances.shape:
+        raise ValueError(
+            f"{mask_path}: shape {instances.shape} differs from {image_path}: {image.shape}"
+        )
+    return zscore(image), (instances > 0).astype(np.int64)
+
+
+def _dsb_bands(
+    shape: tuple[int, ...], tile: int, gap: int, counts: tuple[int, int, int]
+) -> dict[str, tuple[int, int]]:
+    """Rows ``(top, bottom)`` of the train, val and test bands of an image of ``shape``.
+
+    Validation and test get just enough rows of whole tiles, training the rest (on top);
+    each band is separated from the next by ``gap`` rows.
+    """
+    height, width = shape
+    columns = width // tile
+    val_rows = -(-counts[1] // columns) * tile
+    test_rows = -(-counts[2] // columns) * tile
+    train_rows = height - val_rows - test_rows - 2 * gap
+    if train_rows < tile:
+        raise ValueError(
+            f"num_val={counts[1]} and num_test={counts[2]} leave {train_rows} rows for training tiles "
+            f"of {tile}px in a {height}px image; ask for fewer or a smaller tile"
+        )
+    return {
+        "train": (0, train_rows),
+        "val": (train_rows + gap, train_rows + gap + val_rows),
+        "test": (height - test_rows, height),
+    }
+
+
+def _tile_origins(
+    split: str, band: tuple[int, int], width: int, tile: int, count: int
+) -> list[tuple[int, int]]:
+    """``count`` tile corners ``(y, x)`` spread evenly over the rows ``band`` of the image."""
+    top, bottom = band
+    # overlapping tiles inside a band are allowed (same split); stride halves until enough
+    stride = tile
+    while True:
+        origins = [
+            (y, x)
+            for y in range(top, bottom - tile + 1, stride)
+            for x in range(0, width - tile + 1, stride)
+        ]
+        if len(origins) >= count or stride <= 8:
+            break
+        stride //= 2
+    if len(origins) < count:
+        raise ValueError(
+            f"num_{split}={count} is more than the {len(origins)} tiles of {tile}px its band "
+            f"(rows {top}-{bottom}) gives; ask for fewer or a smaller tile"
+        )
+    return evenly_spaced(origins, count)  # type: ignore[type-var]
+
+
+def _tile_cases(
+    name: str,
+    image: np.ndarray,
+    label: np.ndarray,
+    origins: list[tuple[int, int]],
+    tile: int,
+    image_size: int,
+) -> list[Case]:
+    """The tiles at ``origins``, resized to ``image_size`` square."""
+    size = (image_size, image_size)
+    cases = []
+    for y, x in origins:
+        img = resize(image[y : y + tile, x : x + tile], size, order=1)
+        lab = resize(label[y : y + tile, x : x + tile], size, order=0)
+        cases.append(
+            Case(
+                f"{name}-y{y:03d}x{x:03d}",
+                img[None].astype(np.float32),
+                lab.astype(np.int64),
+                subject="dsb2018-img2d",  # every tile comes from the one image
+            )
+        )
+    return cases
 
 
 @dataclass(frozen=True)

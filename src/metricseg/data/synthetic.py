@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metricseg.data.task import Case, Task
+from metricseg.data.task import Case, Task, check_task_options
 
 __all__ = [
     "PRESETS",
@@ -369,11 +369,7 @@ def synthetic_task(name: str, *, seed: int = 0, **options: object) -> Task:
         "spatial_dims",
         "classes",
     }
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {sorted(unknown)} for synthetic task {name!r}; expected some of {sorted(known)}"
-        )
+    check_task_options(name, options, known)
     spec = dataclasses.replace(spec, **options)  # type: ignore[arg-type]
     if spec.spatial_dims == 3 and spec.patch_size is None and spec.image_size > 48:
         spec = dataclasses.replace(spec, patch_size=(48, 48, 48))

@@ -7,12 +7,12 @@ downloads) produces a :class:`Task`; ``metricseg.train`` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Case", "Task"]
+__all__ = ["Case", "Task", "check_task_options"]
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,31 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
-            raise ValueError(f"task {self.name!r}: spatial_dims must be 2 or 3, got {self.spatial_dims}")
+            raise ValueError(
+                f"task {self.name!r}: spatial_dims must be 2 or 3, got {self.spatial_dims}"
+            )
         if len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"task {self.name!r}: class_names has {len(self.class_names)} names for "
                 f"num_classes={self.num_classes}"
             )
+
+
+def check_task_options(task: str, options: Iterable[str], known: Iterable[str]) -> None:
+    """Raise ``ValueError`` naming every option of ``options`` that is not in ``known``.
+
+    One rule for every data source, so that ``get_task(name, typo=1)`` fails the same way for
+    each of them.
+
+    >>> check_task_options("aal", ["slab"], ["slab", "gap"])
+    >>> check_task_options("aal", ["slap"], ["slab", "gap"])
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown option(s) ['slap'] for task 'aal'; expected some of ['gap', 'slab']
+    """
+    known = set(known)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for task {task!r}; expected some of {sorted(known)}"
+        )

@@ -27,12 +27,15 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
-from metricseg.data.preprocess import ct_window, evenly_spaced, resize, zscore
+from metricseg.data.preprocess import ct_window, evenly_spaced, resize, seeded_split, zscore
 from metricseg.data.task import Case, Task
+
+if TYPE_CHECKING:
+    from metricseg.io import Geometry
 
 __all__ = ["DatasetFiles", "LazyCases", "find_dataset_files", "load_case", "user_task"]
 
@@ -105,8 +108,6 @@ def find_dataset_files(path: str | Path) -> DatasetFiles:
         FileNotFoundError: ``path`` or a file named in ``dataset.json`` is missing.
         ValueError: no layout recognised, or an image without a label (the message names it).
     """
-    from metricseg.io import strip_image_suffix
-
     root = Path(path).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"path {str(root)!r} is not a folder")
@@ -119,20 +120,34 @@ def find_dataset_files(path: str | Path) -> DatasetFiles:
         and isinstance(meta["training"][0], dict)
         and "image" in meta["training"][0]
     ):
-        labels = meta.get("labels", {})
-        class_names = [labels[k] for k in sorted(labels, key=int)] if labels else None
-        modality = meta.get("modality", {})
-        cases = []
-        for entry in meta["training"]:
-            image = (root / entry["image"]).resolve()
-            label = (root / entry["label"]).resolve()
-            for f in (image, label):
-                if not f.is_file():
-                    raise FileNotFoundError(f"{f}: listed in {meta_path} but missing")
-            cases.append((strip_image_suffix(image.name) or image.name, [image], label))
-        return DatasetFiles(
-            root, "msd", cases, class_names, [modality[k] for k in sorted(modality, key=int)]
-        )
+        return _msd_files(root, meta)
+    return _folder_files(root, meta)
+
+
+def _msd_files(root: Path, meta: dict) -> DatasetFiles:
+    """The cases listed in an MSD ``dataset.json`` (``meta``)."""
+    from metricseg.io import strip_image_suffix
+
+    labels = meta.get("labels", {})
+    class_names = [labels[k] for k in sorted(labels, key=int)] if labels else None
+    modality = meta.get("modality", {})
+    cases = []
+    for entry in meta["training"]:
+        image = (root / entry["image"]).resolve()
+        label = (root / entry["label"]).resolve()
+        for f in (image, label):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: listed in {root / 'dataset.json'} but missing")
+        cases.append((strip_image_suffix(image.name) or image.name, [image], label))
+    return DatasetFiles(
+        root, "msd", cases, class_names, [modality[k] for k in sorted(modality, key=int)]
+    )
+
+
+def _folder_files(root: Path, meta: dict | None) -> DatasetFiles:
+    """The cases of ``images/`` + ``labels/`` folders (or ``imagesTr/`` + ``labelsTr/``),
+    nnU-Net raw when ``meta`` (its ``dataset.json``) has ``channel_names``."""
+    from metricseg.io import strip_image_suffix
 
     images = _folder(root, "imagesTr", "images")
     labels_dir = _folder(root, "labelsTr", "labels")
@@ -144,8 +159,7 @@ def find_dataset_files(path: str | Path) -> DatasetFiles:
     nnunet = meta is not None and "channel_names" in meta
     class_names = None
     modalities: list[str] = []
-    if nnunet:
-        assert meta is not None
+    if meta is not None and nnunet:
         labels = meta.get("labels", {})
         class_names = [n for n, _ in sorted(labels.items(), key=lambda kv: int(kv[1]))] or None
         modalities = [meta["channel_names"][k] for k in sorted(meta["channel_names"], key=int)]
@@ -182,42 +196,98 @@ def load_case(
     *,
     normalization: str | Sequence[str] = "zscore",
     target_spacing: Sequence[float] | None = None,
+    channels: Sequence[int] | None = None,
 ) -> Case:
     """Read one case, check that image and label agree, resample and normalise.
+
+    Args:
+        channels: indices of the channels to keep, in this order, counted over the channels
+            of ``image_files`` in turn (a 4D file gives one channel per volume); None keeps
+            all. Applied before normalisation and resampling, so the others cost no work.
 
     Raises:
         ImageReadError: a corrupt file (named).
         ValueError: image and label shapes or geometries differ (both files named).
     """
+    from metricseg.io import read_image
+
+    picks = None if channels is None else [int(i) for i in channels]
+    label, label_geometry = read_image(label_file)
+    spacing = tuple(reversed(label_geometry.spacing))
+    volumes = [
+        part for f in image_files for part in _read_channels(f, label, label_geometry, label_file)
+    ]
+    if picks is not None:
+        volumes = _pick_channels(volumes, picks, case_id)
+    label = _label_map(label, label_file)
+    norms = (
+        [normalization] * len(volumes) if isinstance(normalization, str) else list(normalization)
+    )
+    if len(norms) != len(volumes):
+        raise ValueError(
+            f"normalization has {len(norms)} entries for {len(volumes)} channels of case {case_id!r}"
+        )
+    if target_spacing is not None:
+        target = tuple(float(s) for s in target_spacing)
+        if len(target) != label.ndim:
+            raise ValueError(f"target_spacing must have {label.ndim} entries, got {target}")
+        shape = tuple(max(1, round(n * s / t)) for n, s, t in zip(label.shape, spacing, target))
+        volumes = [resize(c.astype(np.float32), shape, order=1) for c in volumes]
+        label = resize(label, shape, order=0)
+        spacing = target
+    image = np.stack([_normalise(c, how) for c, how in zip(volumes, norms)])
+    return Case(case_id, image, label, tuple(float(s) for s in spacing))
+
+
+def _read_channels(
+    image_file: Path, label: np.ndarray, label_geometry: Geometry, label_file: Path
+) -> list[np.ndarray]:
+    """The channels of one image file (a 4D file gives one per volume), checked against the
+    label: same shape, and same geometry (3D medical formats) or spacing (4D files)."""
     from metricseg.io import check_geometry, read_image
 
-    label, label_geometry = read_image(label_file)
-    channels = []
-    spacing = tuple(reversed(label_geometry.spacing))
-    for f in image_files:
-        array, geometry = read_image(f)
-        if array.ndim == label.ndim + 1:  # a multi-channel (4D) file: channels first
-            parts = list(array)
-            geometry_spacing = tuple(reversed(geometry.spacing))[-label.ndim :]
-        else:
-            parts = [array]
-            geometry_spacing = tuple(reversed(geometry.spacing))
-        for part in parts:
-            if part.shape != label.shape:
-                raise ValueError(
-                    f"{f}: image shape {part.shape} differs from label {label_file}: {label.shape}"
-                )
-        if array.ndim == label.ndim:
-            problem = check_geometry(geometry, label_geometry, names=(str(f), str(label_file)))
-            if problem is not None and f.name.lower().endswith(
-                (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
-            ):
-                raise ValueError(f"{f} and {label_file} do not overlap: {problem}")
-        elif not np.allclose(geometry_spacing, spacing, atol=1e-3):
+    array, geometry = read_image(image_file)
+    if array.ndim == label.ndim + 1:  # a multi-channel (4D) file: channels first
+        parts = list(array)
+        geometry_spacing = tuple(reversed(geometry.spacing))[-label.ndim :]
+    else:
+        parts = [array]
+        geometry_spacing = tuple(reversed(geometry.spacing))
+    for part in parts:
+        if part.shape != label.shape:
             raise ValueError(
-                f"{f}: spacing {geometry_spacing} differs from label {label_file}: {spacing}"
+                f"{image_file}: image shape {part.shape} differs from label {label_file}: "
+                f"{label.shape}"
             )
-        channels.extend(parts)
+    names = (str(image_file), str(label_file))
+    if array.ndim == label.ndim:
+        problem = check_geometry(geometry, label_geometry, names=names)
+        if problem is not None and image_file.name.lower().endswith(
+            (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")
+        ):
+            raise ValueError(f"{image_file} and {label_file} do not overlap: {problem}")
+    else:
+        spacing = tuple(reversed(label_geometry.spacing))
+        if not np.allclose(geometry_spacing, spacing, atol=1e-3):
+            raise ValueError(
+                f"{image_file}: spacing {geometry_spacing} differs from label {label_file}: "
+                f"{spacing}"
+            )
+    return parts
+
+
+def _pick_channels(volumes: list[np.ndarray], picks: list[int], case_id: str) -> list[np.ndarray]:
+    bad = [i for i in picks if not 0 <= i < len(volumes)]
+    if bad:
+        raise ValueError(
+            f"channels must be indices in [0, {len(volumes)}) for the {len(volumes)} "
+            f"channels of case {case_id!r}, got {list(picks)}"
+        )
+    return [volumes[i] for i in picks]
+
+
+def _label_map(label: np.ndarray, label_file: Path) -> np.ndarray:
+    """``label`` as int64, checked to hold non-negative integers only."""
     if not np.issubdtype(label.dtype, np.integer):
         if not np.array_equal(label, np.round(label)):
             raise ValueError(
@@ -226,33 +296,19 @@ def load_case(
     label = label.astype(np.int64)
     if label.min() < 0:
         raise ValueError(f"{label_file}: label map has negative value {int(label.min())}")
-    norms = (
-        [normalization] * len(channels) if isinstance(normalization, str) else list(normalization)
-    )
-    if len(norms) != len(channels):
-        raise ValueError(
-            f"normalization has {len(norms)} entries for {len(channels)} channels of case {case_id!r}"
-        )
-    if target_spacing is not None:
-        target = tuple(float(s) for s in target_spacing)
-        if len(target) != label.ndim:
-            raise ValueError(f"target_spacing must have {label.ndim} entries, got {target}")
-        shape = tuple(max(1, round(n * s / t)) for n, s, t in zip(label.shape, spacing, target))
-        channels = [resize(c.astype(np.float32), shape, order=1) for c in channels]
-        label = resize(label, shape, order=0)
-        spacing = target
-    normalised = []
-    for c, how in zip(channels, norms):
-        c = c.astype(np.float32)
-        if how == "ct":
-            normalised.append(ct_window(c))
-        elif how == "zscore":
-            normalised.append(zscore(c, c != 0))
-        elif how == "none":
-            normalised.append(c)
-        else:
-            raise ValueError(f"normalization must be 'ct', 'zscore', 'none' or 'auto', got {how!r}")
-    return Case(case_id, np.stack(normalised), label, tuple(float(s) for s in spacing))
+    return label
+
+
+def _normalise(channel: np.ndarray, how: str) -> np.ndarray:
+    """One channel normalised by name: ``"ct"``, ``"zscore"`` (over non-zero voxels), ``"none"``."""
+    channel = channel.astype(np.float32, copy=False)  # the stack in load_case copies anyway
+    if how == "ct":
+        return ct_window(channel)
+    if how == "zscore":
+        return zscore(channel, channel != 0)
+    if how == "none":
+        return channel
+    raise ValueError(f"normalization must be 'ct', 'zscore', 'none' or 'auto', got {how!r}")
 
 
 def _check_headers(image_files: Sequence[Path], label_file: Path) -> None:
@@ -279,8 +335,34 @@ def _check_headers(image_files: Sequence[Path], label_file: Path) -> None:
             )
 
 
-def _modality_normalization(modality: str) -> str:
-    return "ct" if modality.strip().upper() == "CT" else "zscore"
+def _normalization(normalization: str, modalities: Sequence[str]) -> str | list[str]:
+    """``normalization``, or for ``"auto"`` one per channel: ``"ct"`` for CT, else ``"zscore"``
+    (also when the dataset names no modality)."""
+    if normalization != "auto":
+        return normalization
+    return ["ct" if m.strip().upper() == "CT" else "zscore" for m in modalities] or "zscore"
+
+
+def _spatial_dims(spatial_dims: int | None, data_dims: int) -> int:
+    """The task's dimensions: the data's own, or 2 (slices) for 3D data."""
+    dims = spatial_dims or data_dims
+    if dims != data_dims and not (dims == 2 and data_dims == 3):
+        raise ValueError(
+            f"spatial_dims must be 2 or the data's own {data_dims}, got {spatial_dims}"
+        )
+    return dims
+
+
+def _use_lazy(lazy: bool | None, whole: bool, dims: int, known_classes: int | None) -> bool:
+    """Whether to read cases when indexed: by default for whole 3D cases of a known class count."""
+    if lazy is None:
+        return dims == 3 and known_classes is not None
+    if lazy and (not whole or known_classes is None):
+        raise ValueError(
+            "lazy=True needs whole cases (spatial_dims equal to the data's) and a known class "
+            "count (labels in dataset.json, or num_classes=)"
+        )
+    return lazy
 
 
 def user_task(
@@ -318,93 +400,43 @@ def user_task(
             ``num_classes``), so that large CT datasets do not have to fit in memory.
     """
     files = find_dataset_files(path)
-    if normalization == "auto":
-        norm: str | list[str] = [_modality_normalization(m) for m in files.modalities] or "zscore"
-    else:
-        norm = normalization
+    norm = _normalization(normalization, files.modalities)
     ids = [c[0] for c in files.cases]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{files.root}: case names are not unique")
-    order = np.random.default_rng(seed).permutation(len(files.cases))
-    n = len(order)
-    n_test = num_test if num_test is not None else round(n * test_fraction)
-    n_val = num_val if num_val is not None else round(n * val_fraction)
-    n_train = num_train if num_train is not None else n - n_val - n_test
-    if min(n_train, n_val, n_test) < 0 or n_train + n_val + n_test > n or n_train < 1:
-        raise ValueError(
-            f"{files.root} has {n} cases; cannot split into num_train={n_train}, num_val={n_val}, "
-            f"num_test={n_test}"
-        )
-    chosen = {
-        "test": order[:n_test],
-        "val": order[n_test : n_test + n_val],
-        "train": order[n_test + n_val : n_test + n_val + n_train],
-    }
-
-    def load(i: int) -> Case:
-        case_id, images, label_file = files.cases[i]
-        case = load_case(
-            case_id, images, label_file, normalization=norm, target_spacing=target_spacing
-        )
-        if num_classes is not None and case.label.max() >= num_classes:
-            raise ValueError(
-                f"{label_file}: label {int(case.label.max())} >= num_classes={num_classes}"
-            )
-        return case
-
-    probe = load(int(chosen["train"][0]))
-    data_dims = probe.label.ndim
-    dims = spatial_dims or data_dims
-    if dims != data_dims and not (dims == 2 and data_dims == 3):
-        raise ValueError(
-            f"spatial_dims must be 2 or the data's own {data_dims}, got {spatial_dims}"
-        )
-    known_classes = num_classes or (len(files.class_names) if files.class_names else None)
-    if lazy is None:
-        lazy = dims == 3 and known_classes is not None
-    splits: dict[str, Sequence[Case]] = {}
-    largest_label = 0
-    if lazy:
-        if dims != data_dims or known_classes is None:
-            raise ValueError(
-                "lazy=True needs whole cases (spatial_dims equal to the data's) and a known class "
-                "count (labels in dataset.json, or num_classes=)"
-            )
-        for i in sorted(int(i) for indices in chosen.values() for i in indices):
-            _check_headers(*files.cases[i][1:])  # fail now, not in the middle of training
-        for split, indices in chosen.items():
-            splits[split] = LazyCases(
-                [files.cases[i][0] for i in sorted(indices)],
-                [functools.partial(load, int(i)) for i in sorted(indices)],
-            )
-    else:
-        for split, indices in chosen.items():
-            out: list[Case] = []
-            for i in sorted(indices):
-                case = load(int(i))
-                largest_label = max(largest_label, int(case.label.max()))
-                if dims == data_dims:
-                    out.append(case)
-                else:
-                    out.extend(_slices(case, axis, slices, max_slices_per_case, image_size))
-            splits[split] = out
-    k = known_classes or largest_label + 1
-    names = (
-        files.class_names
-        if files.class_names and len(files.class_names) == k
-        else (["background", *(f"class-{i}" for i in range(1, k))])
+    chosen = seeded_split(
+        len(files.cases),
+        seed,
+        num_train=num_train,
+        num_val=num_val,
+        num_test=num_test,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        what=str(files.root),
+        unit="cases",
     )
-    first = probe
+    load = functools.partial(_load_checked, files, norm, target_spacing, num_classes)
+    probe = load(chosen["train"][0])
+    dims = _spatial_dims(spatial_dims, probe.label.ndim)
+    whole = dims == probe.label.ndim
+    known_classes = num_classes or (len(files.class_names) if files.class_names else None)
+    lazy = _use_lazy(lazy, whole, dims, known_classes)
+    if lazy:
+        splits, largest_label = _lazy_splits(files, chosen, load), 0
+    else:
+        slicer = functools.partial(_slices, axis, slices, max_slices_per_case, image_size)
+        splits, largest_label = _eager_splits(chosen, load, _whole if whole else slicer)
+    k = known_classes or largest_label + 1
     return Task(
         name=name or f"folder:{files.root}",
         spatial_dims=dims,
         num_classes=k,
-        in_channels=first.image.shape[0],
-        class_names=list(names),
+        in_channels=probe.image.shape[0],
+        class_names=_class_names(files.class_names, k),
         train=splits["train"],
         val=splits["val"],
         test=splits["test"],
-        description=f"user dataset ({files.layout} layout), {n} cases",
+        description=f"user dataset ({files.layout} layout), {len(files.cases)} cases",
         source=str(files.root),
         patch_size=_default_patch(patch_size, dims, probe),
         meta={
@@ -417,6 +449,71 @@ def user_task(
     )
 
 
+def _load_checked(
+    files: DatasetFiles,
+    normalization: str | Sequence[str],
+    target_spacing: Sequence[float] | None,
+    num_classes: int | None,
+    index: int,
+) -> Case:
+    """Case ``index`` of ``files`` (:func:`load_case`), its labels checked against ``num_classes``."""
+    case_id, images, label_file = files.cases[index]
+    case = load_case(
+        case_id, images, label_file, normalization=normalization, target_spacing=target_spacing
+    )
+    if num_classes is not None and case.label.max() >= num_classes:
+        raise ValueError(
+            f"{label_file}: label {int(case.label.max())} >= num_classes={num_classes}"
+        )
+    return case
+
+
+def _lazy_splits(
+    files: DatasetFiles, chosen: dict[str, list[int]], load: Callable[[int], Case]
+) -> dict[str, Sequence[Case]]:
+    """Splits of :class:`LazyCases`; every file's header is read now, so that a bad file fails
+    here and not in the middle of training."""
+    for i in sorted(i for indices in chosen.values() for i in indices):
+        _check_headers(*files.cases[i][1:])
+    return {
+        split: LazyCases(
+            [files.cases[i][0] for i in sorted(indices)],
+            [functools.partial(load, i) for i in sorted(indices)],
+        )
+        for split, indices in chosen.items()
+    }
+
+
+def _eager_splits(
+    chosen: dict[str, list[int]],
+    load: Callable[[int], Case],
+    to_cases: Callable[[Case], list[Case]],
+) -> tuple[dict[str, Sequence[Case]], int]:
+    """Every case read now and turned into cases by ``to_cases`` (itself, or its 2D slices);
+    also the largest label seen."""
+    splits: dict[str, Sequence[Case]] = {}
+    largest_label = 0
+    for split, indices in chosen.items():
+        out: list[Case] = []
+        for i in sorted(indices):
+            case = load(i)
+            largest_label = max(largest_label, int(case.label.max()))
+            out.extend(to_cases(case))
+        splits[split] = out
+    return splits, largest_label
+
+
+def _whole(case: Case) -> list[Case]:
+    return [case]
+
+
+def _class_names(names: list[str] | None, num_classes: int) -> list[str]:
+    """The dataset's class names when it has one per class, else generic ones."""
+    if names and len(names) == num_classes:
+        return list(names)
+    return ["background", *(f"class-{i}" for i in range(1, num_classes))]
+
+
 def _default_patch(
     patch_size: Sequence[int] | None, dims: int, probe: Case
 ) -> tuple[int, ...] | None:
@@ -427,8 +524,10 @@ def _default_patch(
 
 
 def _slices(
-    case: Case, axis: int, which: str, max_slices: int | None, image_size: int | None
+    axis: int, which: str, max_slices: int | None, image_size: int | None, case: Case
 ) -> list[Case]:
+    """The 2D slices of ``case`` along ``axis`` (``which``: ``"foreground"`` or ``"all"``), at
+    most ``max_slices`` evenly spaced, resized to ``image_size`` square when given."""
     if which not in ("foreground", "all"):
         raise ValueError(f"slices must be 'foreground' or 'all', got {which!r}")
     label = np.moveaxis(case.label, axis, 0)

@@ -4,8 +4,9 @@ Needs the ``train`` extra (``pip install metricseg[train]``).
 """
 
 from metricseg.experiment.executor import Executor, LocalExecutor, get_executor
-from metricseg.experiment.grid import RunOutcome, RunSpec, expand_grid, result_path, run_one
+from metricseg.experiment.grid import RunOutcome, result_path, run_one
 from metricseg.experiment.report import build_report
+from metricseg.experiment.spec import RunSpec, expand_grid
 from metricseg.experiment.suite import Suite, TaskEntry, default_suite, load_suite, quick_suite
 
 __all__ = [

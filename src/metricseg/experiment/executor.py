@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from metricseg.experiment.grid import RunOutcome, RunSpec, run_one_safe
+from metricseg.experiment.grid import RunOutcome, run_one_safe
+from metricseg.experiment.spec import RunSpec
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "get_executor"]
 
@@ -30,10 +31,40 @@ class Executor(Protocol):
         ...
 
 
-def _init_worker(threads: int) -> None:
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (``PR_SET_PDEATHSIG``).
+
+    A worker of a killed bench (``kill -9``) would otherwise train the rest of the grid
+    and then wait forever for work. Elsewhere :func:`_run_in_worker` checks the parent
+    between runs.
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    import os
+
     import torch
 
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
     torch.set_num_threads(threads)
+
+
+def _run_in_worker(spec: RunSpec, out_dir: str, parent: int) -> RunOutcome:
+    import os
+
+    if os.getppid() != parent:  # the bench that asked for this run is gone
+        os._exit(1)
+    return run_one_safe(spec, out_dir, progress=False)
 
 
 class LocalExecutor:
@@ -75,6 +106,7 @@ class LocalExecutor:
         self, specs: Sequence[RunSpec], out_dir: str | Path, on_done: OnDone | None
     ) -> list[RunOutcome]:
         import multiprocessing
+        import os
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn: a fresh interpreter per worker, safe with torch's thread pools
@@ -82,13 +114,13 @@ class LocalExecutor:
             max_workers=min(self.jobs, len(specs)),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.threads_per_job,),
+            initargs=(self.threads_per_job, os.getpid()),
         )
         by_future = {}
         outcomes: list[RunOutcome | None] = [None] * len(specs)
         try:
             for i, spec in enumerate(specs):
-                by_future[pool.submit(run_one_safe, spec, str(out_dir), progress=False)] = i
+                by_future[pool.submit(_run_in_worker, spec, str(out_dir), os.getpid())] = i
             for done, future in enumerate(as_completed(by_future), start=1):
                 outcome = future.result()
                 outcomes[by_future[future]] = outcome

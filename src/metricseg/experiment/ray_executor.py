@@ -2,7 +2,7 @@
 
 :class:`RayExecutor` implements the executor contract of
 :mod:`metricseg.experiment.executor`: ``run(specs, out_dir, on_done)`` ships
-each :class:`~metricseg.experiment.grid.RunSpec` to a Ray worker with its CPU
+each :class:`~metricseg.experiment.spec.RunSpec` to a Ray worker with its CPU
 and GPU request, where :func:`~metricseg.experiment.grid.run_one_safe` trains,
 evaluates and writes the result file under ``out_dir`` — which must therefore
 be storage that every node sees at the same path (NFS, a cluster file system;
@@ -22,7 +22,8 @@ from typing import Any
 
 from metricseg.atomic import atomic_write_text
 from metricseg.experiment.executor import OnDone
-from metricseg.experiment.grid import RunOutcome, RunSpec, load_result, result_path, run_one_safe
+from metricseg.experiment.grid import RunOutcome, load_result, result_path, run_one_safe
+from metricseg.experiment.spec import RunSpec, run_paths
 
 __all__ = ["RayExecutor"]
 
@@ -121,7 +122,7 @@ class RayExecutor:
             # finished runs never leave this machine (the worker would skip them too)
             done = load_result(result_path(spec, out_dir))
             if done is not None and done.get("spec") == spec.to_dict():
-                report(i, RunOutcome(spec, result_path(spec, out_dir), skipped=True))
+                report(i, RunOutcome(spec, result_path(spec, out_dir), "kept"))
             else:
                 todo.append(i)
         if todo:
@@ -150,9 +151,9 @@ class RayExecutor:
                         try:
                             outcome = ray.get(ref)
                         except Exception as exc:  # the worker died, or Ray could not run it
-                            outcome = RunOutcome(specs[i], None, error=_ray_error(exc))
+                            outcome = RunOutcome(specs[i], None, "failed", error=_ray_error(exc))
                             # where run_one_safe would have put the traceback, had it lived
-                            error_file = result_path(specs[i], out_dir).with_suffix(".error.txt")
+                            error_file = run_paths(specs[i], out_dir).error
                             atomic_write_text(error_file, f"{type(exc).__name__}: {exc}\n")
                         report(i, outcome)
             except BaseException:

@@ -25,28 +25,33 @@ import numpy as np
 
 from metricseg.atomic import atomic_write, atomic_write_json, atomic_write_text
 from metricseg.experiment import stats
+from metricseg.experiment.scoring import SCORE_COLUMNS
+from metricseg.experiment.spec import RunSpec
 
 __all__ = ["CSV_COLUMNS", "build_report", "collect_records", "print_tables", "write_runs_csv"]
 
 CSV_COLUMNS = (
-    "task", "loss", "seed", "fold", "case", "class_index", "class_name",
+    "task", "loss", "loss_name", "seed", "fold", "case", "subject", "class_index", "class_name",
     "tp", "fp", "fn", "voxels", "target_voxels", "pred_voxels", "foreground_ratio",
-    "objects", "mean_object_size", "dice", "jaccard", "tversky", "hamming",
+    "objects", "mean_object_size", *SCORE_COLUMNS,
 )  # fmt: skip
 
 
 def collect_records(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten result files into rows carrying ``task``, ``loss``, ``seed`` and ``fold``."""
+    """Flatten result files into rows carrying the run: ``task`` and ``loss`` (their labels),
+    ``loss_name`` and ``loss_options`` (the registry loss), ``seed`` and ``fold``."""
     out = []
     for res in results:
-        spec = res["spec"]
+        spec = RunSpec.from_dict(res["spec"])
         for row in res["rows"]:
             out.append(
                 {
-                    "task": spec["task"],
-                    "loss": spec["loss"],
-                    "seed": spec["seed"],
-                    "fold": spec["fold"],
+                    "task": spec.task_label,
+                    "loss": spec.loss_label,
+                    "loss_name": spec.loss,
+                    "loss_options": dict(spec.loss_options),
+                    "seed": spec.seed,
+                    "fold": spec.fold,
                     **row,
                 }
             )
@@ -265,8 +270,9 @@ def build_report(
     out = Path(out_dir)
     records = collect_records(results)
     write_runs_csv(records, out / "runs.csv")
-    tasks = list(dict.fromkeys(r["spec"]["task"] for r in results))
-    losses = list(dict.fromkeys(r["spec"]["loss"] for r in results))
+    specs = [RunSpec.from_dict(r["spec"]) for r in results]
+    tasks = list(dict.fromkeys(s.task_label for s in specs))
+    losses = list(dict.fromkeys(s.loss_label for s in specs))
     summaries = stats.summarize(records, n_resamples=n_resamples)
     tests = stats.pairwise_tests(records, "dice") + stats.pairwise_tests(records, "jaccard")
     verdicts = stats.group_verdicts(records, "dice") + stats.group_verdicts(records, "jaccard")
@@ -285,7 +291,7 @@ def build_report(
             "max_single_gap": 0.0,
         }
     )
-    info = {r["spec"]["task"]: r.get("task_info", {}) for r in results}
+    info = {s.task_label: r.get("task_info", {}) for s, r in zip(specs, results)}
 
     md = ["# metricseg bench report\n"]
     for k, v in (header or {}).items():

@@ -1,9 +1,8 @@
 """PNG plots of the theory: Dice against Jaccard, Tversky against Dice, Hamming against Dice.
 
-Needs matplotlib (``pip install 'metricseg[report]'``). Figures are drawn with
-matplotlib's object interface on the Agg canvas (no pyplot, no global backend
-switch) and written atomically: to a temporary file in the target folder, then
-renamed.
+Needs matplotlib (``pip install 'metricseg[report]'``). Figures come from
+:mod:`metricseg.plotting` (an Agg canvas per figure, no global backend switch) and
+are written atomically.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from metricseg.atomic import atomic_path
+from metricseg.plotting import new_figure, save_png
 from metricseg.theory import bounds
 from metricseg.theory.hamming import hamming_counterexample_family
 from metricseg.theory.verify import DEFAULT_HAMMING_WEIGHTS, VerificationReport
@@ -23,16 +22,7 @@ __all__ = ["plot_all", "plot_dice_jaccard", "plot_hamming_dice", "plot_tversky_d
 
 
 def _figure(width: float, height: float) -> Any:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the theory plots need matplotlib: pip install 'metricseg[report]'"
-        ) from exc
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height)
 
 
 def _finish(ax: Any, legend_loc: str, labels: tuple[str, str, str], **limits: Any) -> None:
@@ -42,9 +32,7 @@ def _finish(ax: Any, legend_loc: str, labels: tuple[str, str, str], **limits: An
 
 
 def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return save_png(fig, path)
 
 
 def plot_dice_jaccard(

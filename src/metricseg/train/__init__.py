@@ -1,33 +1,36 @@
-"""Training: MONAI U-Nets, a seeded and resumable loop, sliding-window inference, scores.
+"""Training: one run of a MONAI U-Net, seeded, checkpointed, resumable, returned as a Predictor.
 
-Needs the ``train`` extra (``pip install metricseg[train]``).
+Needs the ``train`` extra (``pip install metricseg[train]``). The parts
+(docs/architecture.md): ``config`` (options), ``sampler`` (batches), ``checkpoint``
+(typed state, one save / load pair), ``step`` (an epoch), ``validation`` (model
+selection), ``predictor`` (inference), ``loop`` (:func:`train`), ``models``, ``ddp``.
 """
 
-from metricseg.train.evaluation import case_rows, foreground_dice, object_sizes
-from metricseg.train.inference import predict_labels, predict_logits
+from metricseg.train.checkpoint import CHECKPOINT_NAME, CheckpointError, TrainState
+from metricseg.train.config import TrainConfig
 from metricseg.train.loop import (
-    CHECKPOINT_NAME,
-    TrainConfig,
     TrainResult,
     class_frequencies,
     make_loss,
+    make_predictor,
     seed_everything,
     train,
 )
 from metricseg.train.models import DEFAULT_CHANNELS, build_model, size_divisor
+from metricseg.train.predictor import Predictor, predict_logits
 
 __all__ = [
     "CHECKPOINT_NAME",
     "DEFAULT_CHANNELS",
+    "CheckpointError",
+    "Predictor",
     "TrainConfig",
     "TrainResult",
+    "TrainState",
     "build_model",
-    "case_rows",
     "class_frequencies",
-    "foreground_dice",
     "make_loss",
-    "object_sizes",
-    "predict_labels",
+    "make_predictor",
     "predict_logits",
     "seed_everything",
     "size_divisor",
