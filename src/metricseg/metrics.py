@@ -589,15 +589,6 @@ def hamming(
     )  # fmt: skip
 
 
-def _metric_params(metric: str, params: Mapping[str, float]) -> dict[str, float]:
-    # kept for metricseg.evaluation; score_from_counts takes every parameter itself
-    if metric == "tversky":
-        return {k: params[k] for k in ("alpha", "beta") if k in params}
-    if metric == "hamming":
-        return {k: params[k] for k in ("w_fp", "w_fn") if k in params}
-    return {}
-
-
 def aggregate(
     counts: ArrayLike,
     metric: MetricName,

@@ -347,7 +347,7 @@ def test_gdl_image_without_foreground_gives_zero_with_no_gradient():
     target = torch.zeros(1, 64, 64, dtype=torch.long)
     loss = generalized_dice_loss(logits, target, classes="foreground", per_image=True)
     (grad,) = torch.autograd.grad(loss, logits)
-    assert float(loss) == 0.0 and float(grad.abs().max()) == 0.0
+    assert loss.item() == 0.0 and grad.abs().max().item() == 0.0
     monai_losses = pytest.importorskip("monai.losses")
     ref = monai_losses.GeneralizedDiceLoss(include_background=False, softmax=True, to_onehot_y=True)
     assert float(ref(logits, target[:, None])) == pytest.approx(0.0, abs=1e-12)
