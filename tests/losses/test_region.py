@@ -350,7 +350,7 @@ def test_gdl_image_without_foreground_gives_zero_with_no_gradient():
     assert loss.item() == 0.0 and grad.abs().max().item() == 0.0
     monai_losses = pytest.importorskip("monai.losses")
     ref = monai_losses.GeneralizedDiceLoss(include_background=False, softmax=True, to_onehot_y=True)
-    assert float(ref(logits, target[:, None])) == pytest.approx(0.0, abs=1e-12)
+    assert ref(logits, target[:, None]).item() == pytest.approx(0.0, abs=1e-12)
     # in a batch pooled with an image that has foreground, its false positives count
     both = torch.stack([target[0], torch.ones(64, 64, dtype=torch.long)])
     x2 = torch.randn(2, 3, 64, 64, dtype=torch.float64, requires_grad=True)
