@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import metricseg.counts as counts_mod
-from metricseg.counts import FN, FP, TP, confusion
+from metricseg.counts import FN, FP, TP, confusion, soft_counts
 
 
 def loop_confusion(pred: np.ndarray, target: np.ndarray, c: int, ignore_index=None) -> np.ndarray:
@@ -104,11 +104,11 @@ def test_whole_batch_path_used_on_accelerators():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     rng = np.random.default_rng(13)
-    pred = torch.from_numpy(rng.integers(0, 5, (2, 8, 9, 10)))
-    gt = torch.from_numpy(rng.integers(0, 5, (2, 8, 9, 10)))
-    out = confusion(pred.cuda(), gt.cuda(), 5, ignore_index=4)
+    pred = torch.from_numpy(rng.integers(0, 4, (2, 8, 9, 10)))
+    gt = torch.from_numpy(rng.integers(0, 5, (2, 8, 9, 10)))  # 4: ignored, not a class
+    out = confusion(pred.cuda(), gt.cuda(), 4, ignore_index=4)
     assert out.device.type == "cuda"
-    assert torch.equal(out.cpu(), confusion(pred, gt, 5, ignore_index=4))
+    assert torch.equal(out.cpu(), confusion(pred, gt, 4, ignore_index=4))
 
 
 @pytest.mark.slow
@@ -148,3 +148,97 @@ def test_errors_name_the_argument():
         confusion(ok.astype(float), ok, 3)
     with pytest.raises(TypeError, match="num_classes"):
         confusion(ok, ok, 2.0)
+
+
+# --- issue 11 (items 9, 12) and issue 12 (validate_args) ------------------------------------
+
+
+def test_ignore_index_that_is_a_class_is_refused_as_in_the_losses():
+    # before: accepted, silently dropping every voxel of class 2 from the counts
+    gt = np.array([[0, 1, 2, 2]])
+    with pytest.raises(ValueError, match=r"ignore_index=2 lies inside the class range \[0, 2\]"):
+        confusion(gt, gt, 3, ignore_index=2)
+    with pytest.raises(ValueError, match="ignore_index=0 lies inside"):
+        soft_counts(torch.rand(1, 3, 4), torch.from_numpy(gt), ignore_index=0)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        confusion(gt, gt, 3, ignore_index=2.5)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_ignore_index_minus_one_in_a_signed_label_map(dtype):
+    rng = np.random.default_rng(5)
+    pred = rng.integers(0, 4, (2, 9, 11)).astype(dtype)
+    gt = rng.integers(0, 4, (2, 9, 11)).astype(dtype)
+    gt[rng.random(gt.shape) < 0.3] = -1
+    ref = loop_confusion(pred.astype(np.int64), gt.astype(np.int64), 4, -1)
+    np.testing.assert_array_equal(confusion(pred, gt, 4, ignore_index=-1), ref)
+    # the accelerator path (one bincount for the batch), run on CPU tensors
+    p, t = torch.from_numpy(pred).reshape(2, -1).long(), torch.from_numpy(gt).reshape(2, -1).long()
+    cm = counts_mod._confusion_matrix_whole(p, t, 4, t == -1)
+    tp = torch.diagonal(cm, dim1=1, dim2=2)
+    np.testing.assert_array_equal(torch.stack((tp, cm.sum(1) - tp, cm.sum(2) - tp), -1), ref)
+    # soft counts of a one-hot prediction agree
+    probs = torch.nn.functional.one_hot(torch.from_numpy(pred).long(), 4).movedim(-1, 1).double()
+    got = soft_counts(probs, torch.from_numpy(gt), ignore_index=-1)
+    np.testing.assert_array_equal(got.numpy(), ref)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [((0, 4, 4), r"empty batch \(B = 0"), ((2, 0, 4), "spatial size of 0"), ((2, 4, 0), "spatial")],
+)
+def test_empty_inputs_are_refused(shape, message):
+    labels = np.zeros(shape, dtype=np.int64)
+    with pytest.raises(ValueError, match=message):
+        confusion(labels, labels, 3)
+    probs = torch.full((shape[0], 3, *shape[1:]), 1 / 3)
+    with pytest.raises(ValueError, match=message):
+        soft_counts(probs, torch.from_numpy(labels))
+
+
+def test_soft_counts_refuses_numpy_and_dense_targets_outside_0_1():
+    probs = torch.full((1, 2, 4), 0.5)
+    with pytest.raises(TypeError, match=r"torch\.from_numpy"):
+        soft_counts(probs, np.zeros((1, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="divide by 255"):
+        soft_counts(probs, torch.full((1, 2, 4), 255.0))
+
+
+def _forbid(monkeypatch, module, names):
+    def boom(*args, **kwargs):
+        raise AssertionError("a value check ran although validate_args=False")
+
+    for name in names:
+        monkeypatch.setattr(module, name, boom)
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_validate_args_false_skips_the_range_checks_and_keeps_the_counts(monkeypatch, chunk):
+    if chunk is not None:
+        monkeypatch.setattr(counts_mod, "_CPU_CHUNK", chunk)
+    rng = np.random.default_rng(3)
+    pred = torch.from_numpy(rng.integers(0, 5, (2, 6, 7)))
+    gt = torch.from_numpy(rng.integers(0, 5, (2, 6, 7)))
+    gt[0, 0] = 255
+    masks = torch.from_numpy(rng.random((2, 5, 6, 7)) < 0.5).long()
+    probs = torch.rand(2, 5, 6, 7, dtype=torch.float64)
+    soft_t = torch.rand(2, 5, 6, 7, dtype=torch.float64)
+    want = [
+        confusion(pred, gt, 5, ignore_index=255),
+        confusion(masks, masks.flip(0), 5, one_hot=True),
+        soft_counts(probs, gt, ignore_index=255),
+        soft_counts(probs, soft_t),
+    ]
+    _forbid(monkeypatch, counts_mod, ["check_label_range", "_in_range", "check_dense_target"])
+    monkeypatch.setattr(torch, "aminmax", lambda *a, **k: pytest.fail("aminmax: a value read"))
+    got = [
+        confusion(pred, gt, 5, ignore_index=255, validate_args=False),
+        confusion(masks, masks.flip(0), 5, one_hot=True, validate_args=False),
+        soft_counts(probs, gt, ignore_index=255, validate_args=False),
+        soft_counts(probs, soft_t, validate_args=False),
+    ]
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+    # the default still checks
+    with pytest.raises(AssertionError, match="validate_args=False"):
+        confusion(pred, gt, 5, ignore_index=255)

@@ -262,3 +262,115 @@ def test_bad_input_messages():
         score_from_counts(np.ones((2, 3)), "f1")
     with pytest.raises(ValueError, match="average must be one of"):
         aggregate(np.ones((1, 2, 3)), "dice", average="weighted")
+
+
+# --- one rule for ignore_index (issue 11, item 12) ------------------------------------------
+
+
+def test_ignore_index_that_is_a_class_is_refused_everywhere():
+    from metricseg.metrics import MetricAccumulator
+
+    gt = np.array([[0, 1, 2, 2]])
+    pred = np.array([[0, 1, 1, 2]])
+    # before: accepted, dropping class 2's voxels and halving the macro Dice
+    with pytest.raises(
+        ValueError, match=r"ignore_index=2 lies inside the class range.*include_background"
+    ):
+        dice(pred, gt, num_classes=3, ignore_index=2)
+    with pytest.raises(ValueError, match="ignore_index=1 lies inside"):
+        MetricAccumulator(3, ignore_index=1)
+    with pytest.raises(ValueError, match="applies to label maps"):
+        dice(confusion(pred, gt, 3), ignore_index=255)
+
+
+def test_ignore_index_minus_one_in_signed_ground_truth():
+    from metricseg.metrics import MetricAccumulator
+
+    gt = np.array([[0, 1, -1, 2, -1, 1]], dtype=np.int16)
+    pred = np.array([[0, 1, 2, 2, 0, 0]], dtype=np.int16)
+    kept = np.array([0, 1, 3, 5])
+    np.testing.assert_array_equal(
+        dice(pred, gt, num_classes=3, ignore_index=-1),
+        dice(pred[:, kept], gt[:, kept], num_classes=3),
+    )
+    # kept: gt (0, 1, 2, 1), pred (0, 1, 2, 0); N = 4 voxels, not 6
+    np.testing.assert_allclose(hamming(pred, gt, num_classes=3, ignore_index=-1), [[0.75, 0.75, 1]])
+    acc = MetricAccumulator(3, ignore_index=-1)
+    acc.update(pred, gt)
+    np.testing.assert_allclose(acc.compute().per_class["dice"], [2 / 3, 2 / 3, 1.0])
+
+
+# --- one division rule (issue 12, item 1) ------------------------------------------------------
+
+
+def test_safe_divide_policies_and_gradients():
+    from metricseg.metrics import safe_divide
+
+    num = torch.tensor([1.0, 0.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    den = torch.tensor([4.0, 0.0, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    for policy, value in (("zero", 0.0), ("one", 1.0)):
+        out = safe_divide(num, den, zero_division=policy)
+        torch.testing.assert_close(
+            out, torch.tensor([0.25, value, value, 1.5], dtype=torch.float64)
+        )
+    out = safe_divide(num, den, zero_division="nan")
+    assert out[0] == 0.25 and out[1:3].isnan().all()
+    # no inf or NaN reaches the gradient where the denominator is 0
+    g_num, g_den = torch.autograd.grad(safe_divide(num, den, zero_division="one").sum(), (num, den))
+    torch.testing.assert_close(g_num, torch.tensor([0.25, 0, 0, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(g_den, torch.tensor([-1 / 16, 0, 0, -0.75], dtype=torch.float64))
+    # numpy in, numpy out, without a warning
+    with np.errstate(all="raise"):
+        got = safe_divide(np.array([1.0, 1.0]), np.array([2.0, 0.0]), zero_division="zero")
+    assert got.tolist() == [0.5, 0.0]
+    with pytest.raises(ValueError, match="zero_division must be one of"):
+        safe_divide(num, den, zero_division="inf")
+
+
+def test_metrics_and_region_losses_divide_by_the_one_helper(monkeypatch):
+    import metricseg.metrics as metrics_mod
+    from metricseg.losses import soft_dice_loss
+
+    calls = []
+    real = metrics_mod.safe_divide
+
+    def spy(num, den, *, zero_division):
+        calls.append(zero_division)
+        return real(num, den, zero_division=zero_division)
+
+    monkeypatch.setattr(metrics_mod, "safe_divide", spy)
+    import metricseg.losses.region as region_mod
+
+    monkeypatch.setattr(region_mod, "safe_divide", spy)
+    score_from_counts(np.array([[1, 2, 3]]), "dice")
+    assert calls == ["zero"]
+    soft_dice_loss(torch.rand(1, 2, 4), torch.tensor([[0, 1, 1, 0]]), smooth=0.0)
+    assert calls[1] == "one"
+
+
+def test_score_from_tp_fp_fn_equals_score_from_counts():
+    from metricseg.metrics import METRICS, score_from_tp_fp_fn
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, (50, 3)).astype(np.float64)
+    counts[0] = 0
+    for metric in METRICS:
+        kw = {"num_voxels": np.full(50, 20.0)} if metric == "hamming" else {}
+        want = score_from_counts(counts, metric, alpha=0.3, beta=0.7, w_fp=2.0, **kw)
+        got = score_from_tp_fp_fn(*counts.T, metric, alpha=0.3, beta=0.7, w_fp=2.0, **kw)
+        np.testing.assert_array_equal(got, want)  # numpy path, bit for bit
+        got_t = score_from_tp_fp_fn(*torch.from_numpy(counts).T, metric, alpha=0.3, beta=0.7,
+                                    w_fp=2.0, **kw)  # fmt: skip
+        np.testing.assert_array_equal(got_t.numpy(), want)
+
+
+def test_public_metrics_are_plain_functions_with_their_own_docstrings():
+    import inspect
+
+    for fn in (dice, jaccard, sensitivity, precision, tversky, hamming):
+        assert inspect.isfunction(fn) and fn.__module__ == "metricseg.metrics"
+        assert "{shared}" not in fn.__doc__ and "Example:" in fn.__doc__
+        assert fn.__code__.co_name == fn.__name__  # defined by `def`, not built by a factory
+        params = inspect.signature(fn).parameters
+        assert params["empty"].annotation == "EmptyPolicy"
+        assert params["reduction"].annotation == "Reduction"

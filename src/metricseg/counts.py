@@ -32,11 +32,16 @@ import torch
 
 from metricseg._checks import (
     as_tensor,
+    check_dense_target,
+    check_ignore_index,
     check_label_range,
+    check_not_empty,
     check_num_classes,
     check_probabilities_shape,
     is_integer_dtype,
+    require_tensor,
 )
+from metricseg.types import ArrayLike
 
 __all__ = ["FN", "FP", "TP", "confusion", "soft_counts"]
 
@@ -48,7 +53,9 @@ FP = 1
 FN = 2
 
 
-def _check_mask(mask: Any, batch_spatial: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def _check_mask(
+    mask: ArrayLike, batch_spatial: tuple[int, ...], device: torch.device
+) -> torch.Tensor:
     mask_t, _ = as_tensor(mask, "mask")
     if mask_t.dtype != torch.bool:
         raise TypeError(f"mask must be a boolean array (B, *spatial), got dtype {mask_t.dtype}")
@@ -60,14 +67,15 @@ def _check_mask(mask: Any, batch_spatial: tuple[int, ...], device: torch.device)
 
 
 def confusion(
-    pred: Any,
-    target: Any,
+    pred: ArrayLike,
+    target: ArrayLike,
     num_classes: int,
     *,
     ignore_index: int | None = None,
     per_image: bool = True,
     one_hot: bool | None = None,
-    mask: Any = None,
+    mask: ArrayLike | None = None,
+    validate_args: bool = True,
 ) -> Any:
     r"""Hard TP, FP, FN per image and class, in one counting pass.
 
@@ -80,8 +88,11 @@ def confusion(
         target: ground truth of the same kind and shape as ``pred``.
         num_classes: number of classes ``C``, background included.
         ignore_index: label-map value in ``target`` whose voxels are left out of
-            every count (prediction there does not matter). Label maps only;
-            for mask stacks use ``mask``.
+            every count (prediction there does not matter). It must not be a
+            class (outside ``[0, num_classes)``, e.g. 255, or -1 in a signed label
+            map), as in the losses; to leave a class out of the scores, select
+            the classes of the metric instead. Label maps only; for mask stacks
+            use ``mask``.
         per_image: ``True`` gives counts per image ``(B, C, 3)``; ``False``
             pools the batch into ``(C, 3)``.
         one_hot: how to read integer inputs: ``None`` (default) reads boolean
@@ -89,6 +100,12 @@ def confusion(
             reads integer inputs as 0/1 mask stacks ``(B, C, *spatial)``.
         mask: optional boolean ``(B, *spatial)``; only voxels where it is
             ``True`` are counted.
+        validate_args: check that labels lie in ``[0, num_classes)`` (or are
+            ``ignore_index``) and mask stacks hold only 0/1. That reads the values,
+            a host sync on an accelerator; a training loop whose labels are known
+            to be valid may pass ``False``. Out-of-range labels then give wrong
+            counts or a device error, not a message. Shapes and dtypes are always
+            checked.
 
     Returns:
         int64 counts ``(B, C, 3)`` (or ``(C, 3)``), last axis ``(TP, FP, FN)``,
@@ -109,6 +126,9 @@ def confusion(
         [[1, 0, 0], [1, 1, 0], [1, 0, 1]]
     """
     num_classes = check_num_classes(num_classes)
+    ignore_index = check_ignore_index(
+        ignore_index, num_classes, fix="To leave a class out of the scores, select classes"
+    )
     pred_t, pred_np = as_tensor(pred, "pred")
     target_t, _ = as_tensor(target, "target")
     if target_t.device != pred_t.device:
@@ -125,6 +145,7 @@ def confusion(
         raise ValueError(
             f"pred must have shape (B, *spatial) or (B, C, *spatial), got {tuple(pred_t.shape)}"
         )
+    check_not_empty(pred_t, "pred", 1)
     for name, t in (("pred", pred_t), ("target", target_t)):
         if t.dtype.is_floating_point or t.dtype.is_complex:
             raise TypeError(
@@ -138,9 +159,11 @@ def confusion(
             f"got pred {pred_t.dtype} and target {target_t.dtype}"
         )
     if masks:
-        counts = _confusion_masks(pred_t, target_t, num_classes, ignore_index, mask)
+        counts = _confusion_masks(pred_t, target_t, num_classes, ignore_index, mask, validate_args)
     else:
-        counts = _confusion_labels(pred_t, target_t, num_classes, ignore_index, mask)
+        counts = _confusion_labels(
+            pred_t, target_t, num_classes, ignore_index, mask, validate=validate_args
+        )
     if not per_image:
         counts = counts.sum(0)
     return counts.cpu().numpy() if pred_np else counts
@@ -157,12 +180,14 @@ def _confusion_labels(
     target: torch.Tensor,
     num_classes: int,
     ignore_index: int | None,
-    mask: Any,
+    mask: ArrayLike | None,
+    *,
+    validate: bool = True,
 ) -> torch.Tensor:
     b = pred.shape[0]
     c = num_classes
     on_cpu = pred.device.type == "cpu"
-    if not on_cpu:
+    if validate and not on_cpu:
         check_label_range(pred, "pred", c)
         check_label_range(target, "target", c, ignore_index)
     # on the CPU each chunk is range-checked just before it is counted, while in cache
@@ -196,9 +221,9 @@ def _confusion_labels(
             for start in range(0, n, _CPU_CHUNK):
                 stop = min(start + _CPU_CHUNK, n)
                 p_chunk, t_chunk = p[i, start:stop], t[i, start:stop]
-                if not _in_range(p_chunk, c):
+                if validate and not _in_range(p_chunk, c):
                     check_label_range(pred, "pred", c)  # raises, describing all of pred
-                if not _in_range(t_chunk, c):
+                if validate and not _in_range(t_chunk, c):
                     bad = (t_chunk < 0) | (t_chunk >= c)
                     if ignore_index is not None:
                         bad &= t_chunk != ignore_index
@@ -252,7 +277,8 @@ def _confusion_masks(
     target: torch.Tensor,
     num_classes: int,
     ignore_index: int | None,
-    mask: Any,
+    mask: ArrayLike | None,
+    validate: bool,
 ) -> torch.Tensor:
     if ignore_index is not None:
         raise ValueError(
@@ -268,6 +294,8 @@ def _confusion_masks(
         if t.dtype != torch.bool:
             if not is_integer_dtype(t.dtype):
                 raise TypeError(f"{name} must be boolean or 0/1 integers, got {t.dtype}")
+            if not validate:
+                continue
             lo, hi = torch.aminmax(t)
             if int(lo) < 0 or int(hi) > 1:
                 raise ValueError(
@@ -295,6 +323,7 @@ def soft_counts(
     mask: torch.Tensor | None = None,
     per_image: bool = True,
     squared: bool = False,
+    validate_args: bool = True,
 ) -> torch.Tensor:
     r"""Soft TP, FP, FN per image and class from probabilities, with gradients.
 
@@ -315,10 +344,15 @@ def soft_counts(
         target: label map ``(B, *spatial)`` of integers (counted by ``gather`` and
             ``scatter_add``, never one-hot encoded), or a one-hot / soft target
             ``(B, C, *spatial)`` of floats in [0, 1].
-        ignore_index: label-map value to leave out (label-map targets only).
+        ignore_index: label-map value to leave out (label-map targets only); not
+            a class, as in :func:`confusion`.
         mask: optional boolean ``(B, *spatial)`` of voxels to count.
         per_image: ``True`` gives ``(B, C, 3)``, ``False`` pools into ``(C, 3)``.
         squared: use squared terms in ``FP`` and ``FN`` as above.
+        validate_args: check that labels lie in ``[0, C)`` (or are
+            ``ignore_index``) and that a one-hot / soft target lies in ``[0, 1]``;
+            ``False`` skips these reads of the values (a host sync on an
+            accelerator each), for training loops with known-good targets.
 
     Returns:
         ``(B, C, 3)`` (or ``(C, 3)``) of float32 (float64 for float64 ``probs``),
@@ -333,16 +367,20 @@ def soft_counts(
         tensor([[0.9000, 0.2000, 0.1000],
                 [1.8000, 0.1000, 0.2000]])
     """
-    if not isinstance(probs, torch.Tensor):
-        raise TypeError(f"probs must be a torch.Tensor, got {type(probs).__name__}")
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    probs = require_tensor(probs, "probs")
+    target = require_tensor(target, "target")
     if not probs.dtype.is_floating_point:
         raise TypeError(f"probs must be floating point, got {probs.dtype}")
     kind = check_probabilities_shape(probs, target, "probs", "target")
+    check_not_empty(probs, "probs", 2)
+    ignore_index = check_ignore_index(ignore_index, probs.shape[1])
+    if validate_args and kind == "dense":
+        check_dense_target(target, "target", distribution=False)
     # autocast would run the einsums below in half precision again
     with torch.autocast(device_type=probs.device.type, enabled=False):
-        return _soft_counts(probs, target, kind, ignore_index, mask, per_image, squared)
+        return _soft_counts(
+            probs, target, kind, ignore_index, mask, per_image, squared, validate_args
+        )
 
 
 def _soft_counts(
@@ -353,6 +391,7 @@ def _soft_counts(
     mask: torch.Tensor | None,
     per_image: bool,
     squared: bool,
+    validate: bool,
 ) -> torch.Tensor:
     if probs.dtype in (torch.float16, torch.bfloat16):
         probs = probs.float()
@@ -363,7 +402,8 @@ def _soft_counts(
         valid = _check_mask(mask, (b, *probs.shape[2:]), probs.device).reshape(b, -1)
 
     if kind == "labels":
-        check_label_range(target, "target", c, ignore_index)
+        if validate:
+            check_label_range(target, "target", c, ignore_index)
         t = target.reshape(b, -1).to(torch.int64)
         if ignore_index is not None:
             keep = t != ignore_index

@@ -31,6 +31,11 @@ out). For label maps every counted voxel has exactly one target class, so
   absent class is an error. Likewise a class present in the target but not
   predicted (FN = 3) scores 0 for every ratio, precision included.
 
+Both rules go through :func:`safe_divide`, the one division of the core: a ratio
+whose denominator is 0 takes the value its ``zero_division`` policy names. The
+metrics use ``"zero"`` (then the empty policy above); the region losses use ``"one"``
+(an empty class with ``smooth=0`` scores 1, loss 0).
+
 Aggregation (:func:`aggregate`, :class:`MetricAccumulator`) over images
 :math:`b = 1..B` and selected classes :math:`c \in K`, with :math:`s(\cdot)` the
 score of a triple of counts:
@@ -46,16 +51,27 @@ score of a triple of counts:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from metricseg._checks import as_tensor, check_choice, check_num_classes
+from metricseg._checks import as_tensor, check_choice, check_ignore_index, check_num_classes
 from metricseg.counts import FN, FP, TP, confusion
 from metricseg.distributed import all_reduce_sum
+from metricseg.types import (
+    AGGREGATES,
+    EMPTY_POLICIES,
+    METRICS,
+    REDUCTIONS,
+    Aggregate,
+    ArrayLike,
+    EmptyPolicy,
+    MetricName,
+    Reduction,
+)
 
 __all__ = [
     "AGGREGATES",
@@ -68,19 +84,18 @@ __all__ = [
     "hamming",
     "jaccard",
     "precision",
+    "safe_divide",
     "score_from_counts",
+    "score_from_tp_fp_fn",
     "sensitivity",
     "tversky",
 ]
 
-#: Metric names understood by :func:`score_from_counts`.
-METRICS: tuple[str, ...] = ("dice", "jaccard", "tversky", "hamming", "sensitivity", "precision")
-#: Values of ``empty``: the score when prediction and target are both empty.
-EMPTY_POLICIES: tuple[str, ...] = ("nan", "one", "zero")
-#: Values of ``average`` in :func:`aggregate`.
-AGGREGATES: tuple[str, ...] = ("class", "macro", "micro", "global_class", "global")
-_REDUCTIONS = ("none", "mean", "sum")
-_EMPTY_VALUE = {"nan": float("nan"), "one": 1.0, "zero": 0.0}
+# METRICS (metric names understood by score_from_counts), EMPTY_POLICIES (values of
+# ``empty``) and AGGREGATES (values of ``average``) come from metricseg.types.
+_EMPTY_VALUE: dict[str, float] = {"nan": float("nan"), "one": 1.0, "zero": 0.0}
+#: the fix named when ignore_index is a class label
+_IGNORE_FIX = "To leave a class out of the scores use include_background=False or classes=[...]"
 
 
 def _check_counts(counts: torch.Tensor, name: str = "counts") -> None:
@@ -102,21 +117,48 @@ def _check_positive(value: float, name: str) -> float:
     return value
 
 
+def safe_divide(num: Any, den: Any, *, zero_division: EmptyPolicy) -> Any:
+    r"""``num / den`` where ``den > 0``, and the value ``zero_division`` names where ``den <= 0``.
+
+    The one division rule of metrics and losses. ``zero_division`` is ``"zero"``,
+    ``"one"`` or ``"nan"`` (the words of ``empty``). ``num`` and ``den`` are torch
+    tensors or numpy arrays (the result is of their kind). Differentiable and safe
+    for autograd: where ``den <= 0`` the division is by 1, so no ``inf`` or NaN
+    reaches the gradient, which is 0 there.
+
+    Example:
+        >>> import torch
+        >>> num, den = torch.tensor([1.0, 0.0, 2.0]), torch.tensor([4.0, 0.0, 0.0])
+        >>> safe_divide(num, den, zero_division="one").tolist()
+        [0.25, 1.0, 1.0]
+        >>> safe_divide(num, den, zero_division="nan").tolist()
+        [0.25, nan, nan]
+    """
+    check_choice(zero_division, "zero_division", EMPTY_POLICIES)
+    xp: Any = torch if isinstance(num, torch.Tensor) or isinstance(den, torch.Tensor) else np
+    defined = den > 0
+    # torch.where and numpy.where share this form; dividing by 1 where undefined keeps
+    # the unused branch finite (no inf * 0 = NaN in a gradient, no numpy warning)
+    ratio = num / xp.where(defined, den, 1.0)
+    return xp.where(defined, ratio, _EMPTY_VALUE[zero_division])
+
+
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     # den == 0 with the triple not all zero is a one-sided empty case: score 0
-    return torch.where(den > 0, num / den.clamp_min(torch.finfo(num.dtype).tiny), 0.0)
+    # (the both-empty case is set by the empty policy afterwards)
+    return safe_divide(num, den, zero_division="zero")
 
 
 def score_from_counts(
-    counts: Any,
-    metric: str,
+    counts: ArrayLike,
+    metric: MetricName,
     *,
-    num_voxels: Any = None,
+    num_voxels: ArrayLike | None = None,
     alpha: float = 0.5,
     beta: float = 0.5,
     w_fp: float = 1.0,
     w_fn: float = 1.0,
-    empty: str = "nan",
+    empty: EmptyPolicy = "nan",
 ) -> Any:
     r"""One score from counts: the formula core behind every metric in this module.
 
@@ -129,12 +171,16 @@ def score_from_counts(
             ``None`` derives it as :math:`N_b = \sum_c (TP_{bc} + FN_{bc})`, right for
             label-map counts over all classes.
         alpha, beta: Tversky weights of FP and FN (Salehi et al. 2017);
-            ``alpha = beta = 0.5`` is Dice, ``alpha = beta = 1`` is Jaccard.
+            ``alpha = beta = 0.5`` is Dice, ``alpha = beta = 1`` is Jaccard. The one
+            Tversky parametrisation of metricseg (the theory's :math:`T_\alpha` is
+            ``alpha``, ``beta = 1 - alpha``).
         w_fp, w_fn: Hamming weights of FP and FN.
         empty: score when TP = FP = FN = 0: ``"nan"``, ``"one"`` or ``"zero"``.
 
     Returns:
         float64 scores of shape ``counts.shape[:-1]``, torch or numpy as ``counts``.
+        Torch counts keep their autograd graph (the theory's adversarial search
+        differentiates through this function).
 
     Example:
         >>> import numpy as np
@@ -150,44 +196,107 @@ def score_from_counts(
             f"counts must have shape (..., 3) with last axis (TP, FP, FN), got "
             f"{tuple(counts_t.shape)}"
         )
+    c = counts_t.to(torch.float64)
+    score = score_from_tp_fp_fn(
+        c[..., TP], c[..., FP], c[..., FN], metric, num_voxels=num_voxels, alpha=alpha,
+        beta=beta, w_fp=w_fp, w_fn=w_fn, empty=empty,
+    )  # fmt: skip
+    return score.cpu().numpy() if was_numpy else score
+
+
+def score_from_tp_fp_fn(
+    tp: ArrayLike | float,
+    fp: ArrayLike | float,
+    fn: ArrayLike | float,
+    metric: MetricName,
+    *,
+    num_voxels: ArrayLike | None = None,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    w_fp: float = 1.0,
+    w_fn: float = 1.0,
+    empty: EmptyPolicy = "nan",
+) -> Any:
+    r"""The score formulas of :func:`score_from_counts`, on TP, FP and FN given apart.
+
+    For callers that hold the three counts as separate arrays (the theory's
+    verifier: numpy arrays of every count triple, or torch tensors with gradients).
+    ``tp``, ``fp``, ``fn`` are broadcastable torch tensors or numpy arrays (or
+    numbers); ``num_voxels`` and the other options as in :func:`score_from_counts`,
+    with ``counts.shape[:-1]`` read as ``tp.shape``. The formulas are written once,
+    with operations numpy and torch share: numpy inputs are scored by numpy (the
+    verifier's millions of triples, without conversion), torch inputs by torch.
+
+    Returns:
+        float64 scores of the broadcast shape: a torch tensor (with autograd) if any
+        input is one, else a numpy array.
+
+    Example:
+        >>> import numpy as np
+        >>> score_from_tp_fp_fn(np.array([6.0, 0.0]), np.array([2.0, 0.0]),
+        ...                     np.array([2.0, 0.0]), "dice").tolist()
+        [0.75, nan]
+    """
     check_choice(metric, "metric", METRICS)
     check_choice(empty, "empty", EMPTY_POLICIES)
-    c = counts_t.to(torch.float64)
-    tp, fp, fn = c[..., TP], c[..., FP], c[..., FN]
+    tp_, fp_, fn_ = _float64_parts(tp, fp, fn)
     if metric == "dice":
-        score = _ratio(2 * tp, 2 * tp + fp + fn)
+        score = _ratio(2 * tp_, 2 * tp_ + fp_ + fn_)
     elif metric == "jaccard":
-        score = _ratio(tp, tp + fp + fn)
+        score = _ratio(tp_, tp_ + fp_ + fn_)
     elif metric == "tversky":
         a, b = _check_positive(alpha, "alpha"), _check_positive(beta, "beta")
-        score = _ratio(tp, tp + a * fp + b * fn)
+        score = _ratio(tp_, tp_ + a * fp_ + b * fn_)
     elif metric == "sensitivity":
-        score = _ratio(tp, tp + fn)
+        score = _ratio(tp_, tp_ + fn_)
     elif metric == "precision":
-        score = _ratio(tp, tp + fp)
+        score = _ratio(tp_, tp_ + fp_)
     else:  # hamming
         wp, wn = _check_positive(w_fp, "w_fp"), _check_positive(w_fn, "w_fn")
-        if num_voxels is None:
-            n = (tp + fn).sum(-1, keepdim=True)
-        else:
-            n_t, _ = as_tensor(num_voxels, "num_voxels")
-            n = n_t.to(device=c.device, dtype=torch.float64)
-            if n.ndim == tp.ndim - 1:
-                n = n.unsqueeze(-1)
-            try:
-                torch.broadcast_shapes(n.shape, tp.shape)
-            except RuntimeError:
-                raise ValueError(
-                    f"num_voxels must have shape {tuple(tp.shape[:-1])} (voxels per image), "
-                    f"got {tuple(n_t.shape)}"
-                ) from None
-            if bool((n < 0).any()):
-                raise ValueError(f"num_voxels must be >= 0, got {n_t.tolist()}")
-        score = _ratio(n - (wp * fp + wn * fn), n)
-        score = torch.where(n > 0, score, 1.0)
-    both_empty = (tp == 0) & (fp == 0) & (fn == 0)
-    score = torch.where(both_empty, _EMPTY_VALUE[empty], score)
-    return score.cpu().numpy() if was_numpy else score
+        n = _voxels(num_voxels, tp_, fn_)
+        # an image of no voxels has no error: similarity 1
+        score = safe_divide(n - (wp * fp_ + wn * fn_), n, zero_division="one")
+    both_empty = (tp_ == 0) & (fp_ == 0) & (fn_ == 0)
+    xp: Any = torch if isinstance(tp_, torch.Tensor) else np
+    return xp.where(both_empty, _EMPTY_VALUE[empty], score)
+
+
+def _float64_parts(tp: Any, fp: Any, fn: Any) -> tuple[Any, Any, Any]:
+    """float64 torch tensors if any part is a tensor (autograd kept), else numpy arrays."""
+    parts = (tp, fp, fn)
+    tensors = [x for x in parts if isinstance(x, torch.Tensor)]
+    if tensors:
+        dev = tensors[0].device
+        t = [torch.as_tensor(x, device=dev).to(torch.float64) for x in parts]
+        return t[0], t[1], t[2]
+    a = [np.asarray(x, dtype=np.float64) for x in parts]
+    return a[0], a[1], a[2]
+
+
+def _voxels(num_voxels: ArrayLike | None, tp: Any, fn: Any) -> Any:
+    """Voxels per image for Hamming, broadcastable to ``tp`` (classes on the last axis)."""
+    if num_voxels is None:
+        total = tp + fn
+        if isinstance(total, torch.Tensor):
+            return total.sum(-1, keepdim=True)
+        return total.sum(-1, keepdims=True)
+    n: Any
+    if isinstance(tp, torch.Tensor):
+        n = torch.as_tensor(num_voxels, device=tp.device).to(torch.float64)
+    else:
+        n = np.asarray(num_voxels, dtype=np.float64)
+    if n.ndim == tp.ndim - 1:
+        n = n[..., None]
+    try:
+        np.broadcast_shapes(tuple(n.shape), tuple(tp.shape))
+    except ValueError:
+        raise ValueError(
+            f"num_voxels must have shape {tuple(tp.shape[:-1])} (voxels per image), "
+            f"got {tuple(np.shape(num_voxels))}"
+        ) from None
+    if bool((n < 0).any()):
+        raise ValueError(f"num_voxels must be >= 0, got {n.tolist()}")
+    return n
 
 
 def _select(scores: torch.Tensor, include_background: bool) -> torch.Tensor:
@@ -195,7 +304,7 @@ def _select(scores: torch.Tensor, include_background: bool) -> torch.Tensor:
 
 
 def _reduce(scores: torch.Tensor, reduction: str) -> torch.Tensor:
-    check_choice(reduction, "reduction", _REDUCTIONS)
+    check_choice(reduction, "reduction", REDUCTIONS)
     if reduction == "none":
         return scores
     if reduction == "sum":
@@ -206,22 +315,27 @@ def _reduce(scores: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _metric(
-    metric: str,
-    pred: Any,
-    target: Any,
+    metric: MetricName,
+    pred: ArrayLike,
+    target: ArrayLike | None,
     num_classes: int | None,
     include_background: bool,
     ignore_index: int | None,
-    empty: str,
-    reduction: str,
-    params: dict[str, float],
-    num_voxels: Any = None,
+    empty: EmptyPolicy,
+    reduction: Reduction,
+    params: Mapping[str, float],
+    num_voxels: ArrayLike | None = None,
 ) -> Any:
     """The body of every public metric function: counts, then one score formula."""
     check_choice(empty, "empty", EMPTY_POLICIES)
-    check_choice(reduction, "reduction", _REDUCTIONS)
+    check_choice(reduction, "reduction", REDUCTIONS)
     if target is not None and num_voxels is not None:
         raise ValueError("num_voxels is for counts input (target=None); label maps give N")
+    if target is None and ignore_index is not None:
+        raise ValueError(
+            f"ignore_index={ignore_index} applies to label maps; counts (target=None) "
+            "were counted already, leave the voxels out when counting them"
+        )
     if target is None:
         counts, was_numpy = as_tensor(pred, "pred")
         _check_counts(counts, "pred (counts)")
@@ -238,6 +352,8 @@ def _metric(
             if not is_masks:
                 raise ValueError("num_classes is required for label maps (B, *spatial), got None")
             num_classes = pred_t.shape[1]
+        if not is_masks:
+            check_ignore_index(ignore_index, check_num_classes(num_classes), fix=_IGNORE_FIX)
         counts = confusion(pred_t, target_t, num_classes, ignore_index=ignore_index)
         if metric == "hamming":
             num_voxels = _voxels_per_image(target_t, is_masks, ignore_index)
@@ -257,7 +373,18 @@ def _voxels_per_image(
     return total
 
 
-_SHARED_DOC = """
+def dice(
+    pred: ArrayLike,
+    target: ArrayLike | None = None,
+    *,
+    num_classes: int | None = None,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty: EmptyPolicy = "nan",
+    reduction: Reduction = "none",
+) -> Any:
+    r"""Dice score :math:`D = 2TP / (2TP + FP + FN)` per image and class.
+
     Args:
         pred: predicted label map ``(B, *spatial)`` of integers in ``[0, C)``, or a
             boolean mask stack ``(B, C, *spatial)``; or, with ``target=None``,
@@ -266,7 +393,8 @@ _SHARED_DOC = """
         target: ground truth of the same kind and shape as ``pred``, or None.
         num_classes: ``C``, background included (required for label maps).
         include_background: keep class 0 in the result (``False`` drops it).
-        ignore_index: target label whose voxels are not counted.
+        ignore_index: target label whose voxels are not counted; not a class
+            (outside ``[0, C)``, e.g. 255 or -1).
         empty: score when prediction and target are both empty for an image and
             class: ``"nan"`` (left out of means), ``"one"`` or ``"zero"``.
         reduction: ``"none"`` gives ``(B, C)`` float64; ``"mean"`` the macro mean
@@ -275,35 +403,7 @@ _SHARED_DOC = """
 
     Returns:
         float64 scores, torch or numpy as ``pred``.
-"""
 
-
-def _plain_metric(name: str, doc: str) -> Any:
-    """Build the public function of a metric with no parameters of its own."""
-
-    def metric(
-        pred: Any,
-        target: Any = None,
-        *,
-        num_classes: int | None = None,
-        include_background: bool = True,
-        ignore_index: int | None = None,
-        empty: str = "nan",
-        reduction: str = "none",
-    ) -> Any:
-        return _metric(
-            name, pred, target, num_classes, include_background, ignore_index, empty, reduction, {}
-        )
-
-    metric.__name__ = metric.__qualname__ = name
-    metric.__doc__ = doc.replace("{shared}", _SHARED_DOC)
-    return metric
-
-
-dice = _plain_metric(
-    "dice",
-    r"""Dice score :math:`D = 2TP / (2TP + FP + FN)` per image and class.
-    {shared}
     Example:
         >>> import numpy as np
         >>> pred = np.array([[0, 1, 1, 0]])
@@ -312,64 +412,128 @@ dice = _plain_metric(
         [[0.8, 0.6666666666666666, nan]]
         >>> dice(pred, gt, num_classes=3, empty="one", reduction="mean").item()
         0.8222222222222223
-    """,
-)
+    """
+    return _metric(
+        "dice", pred, target, num_classes, include_background, ignore_index, empty, reduction, {}
+    )
 
-jaccard = _plain_metric(
-    "jaccard",
+
+def jaccard(
+    pred: ArrayLike,
+    target: ArrayLike | None = None,
+    *,
+    num_classes: int | None = None,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty: EmptyPolicy = "nan",
+    reduction: Reduction = "none",
+) -> Any:
     r"""Jaccard index :math:`J = TP / (TP + FP + FN)` per image and class; :math:`J = D/(2-D)`.
-    {shared}
+
+    Args:
+        pred, target, num_classes, include_background, ignore_index, empty,
+        reduction: as :func:`dice`.
+
+    Returns:
+        float64 scores ``(B, C)`` (reduced by ``reduction``), torch or numpy as ``pred``.
+
     Example:
         >>> import torch
         >>> pred = torch.tensor([[0, 1, 1, 0]])
         >>> gt = torch.tensor([[0, 2, 0, 0]])
         >>> jaccard(pred, gt, num_classes=3)  # class 1 predicted, absent: 0, not NaN
         tensor([[0.6667, 0.0000, 0.0000]], dtype=torch.float64)
-    """,
-)
+    """
+    return _metric(
+        "jaccard", pred, target, num_classes, include_background, ignore_index, empty, reduction, {}
+    )
 
-sensitivity = _plain_metric(
-    "sensitivity",
+
+def sensitivity(
+    pred: ArrayLike,
+    target: ArrayLike | None = None,
+    *,
+    num_classes: int | None = None,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty: EmptyPolicy = "nan",
+    reduction: Reduction = "none",
+) -> Any:
     r"""Sensitivity (recall) :math:`TP / (TP + FN)`; 0 for a predicted class absent from the target.
-    {shared}
+
+    Args:
+        pred, target, num_classes, include_background, ignore_index, empty,
+        reduction: as :func:`dice`.
+
+    Returns:
+        float64 scores ``(B, C)`` (reduced by ``reduction``), torch or numpy as ``pred``.
+
     Example:
         >>> import numpy as np
         >>> counts = np.array([[3, 1, 1], [0, 2, 0], [0, 0, 0]])  # (C=3, 3)
         >>> sensitivity(counts).tolist()
         [0.75, 0.0, nan]
-    """,
-)
+    """
+    return _metric(
+        "sensitivity", pred, target, num_classes, include_background, ignore_index, empty,
+        reduction, {},
+    )  # fmt: skip
 
-precision = _plain_metric(
-    "precision",
+
+def precision(
+    pred: ArrayLike,
+    target: ArrayLike | None = None,
+    *,
+    num_classes: int | None = None,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty: EmptyPolicy = "nan",
+    reduction: Reduction = "none",
+) -> Any:
     r"""Precision :math:`TP / (TP + FP)`; 0 for a target class that was not predicted.
-    {shared}
+
+    Args:
+        pred, target, num_classes, include_background, ignore_index, empty,
+        reduction: as :func:`dice`.
+
+    Returns:
+        float64 scores ``(B, C)`` (reduced by ``reduction``), torch or numpy as ``pred``.
+
     Example:
         >>> import numpy as np
         >>> counts = np.array([[3, 1, 1], [0, 0, 2], [0, 0, 0]])  # (C=3, 3)
         >>> precision(counts).tolist()
         [0.75, 0.0, nan]
-    """,
-)
+    """
+    return _metric(
+        "precision", pred, target, num_classes, include_background, ignore_index, empty,
+        reduction, {},
+    )  # fmt: skip
 
 
 def tversky(
-    pred: Any,
-    target: Any = None,
+    pred: ArrayLike,
+    target: ArrayLike | None = None,
     *,
     alpha: float = 0.5,
     beta: float = 0.5,
     num_classes: int | None = None,
     include_background: bool = True,
     ignore_index: int | None = None,
-    empty: str = "nan",
-    reduction: str = "none",
+    empty: EmptyPolicy = "nan",
+    reduction: Reduction = "none",
 ) -> Any:
     r"""Tversky index :math:`TP / (TP + \alpha FP + \beta FN)` (Salehi et al. 2017).
 
-    ``alpha`` weights false positives, ``beta`` false negatives; ½, ½ is Dice and
-    1, 1 is Jaccard.
-    {shared}
+    Args:
+        alpha: weight of the false positives.
+        beta: weight of the false negatives; ½, ½ is Dice and 1, 1 is Jaccard.
+        pred, target, num_classes, include_background, ignore_index, empty,
+        reduction: as :func:`dice`.
+
+    Returns:
+        float64 scores ``(B, C)`` (reduced by ``reduction``), torch or numpy as ``pred``.
+
     Example:
         >>> import numpy as np
         >>> counts = np.array([[[2, 1, 3]]])  # (B=1, C=1, 3)
@@ -383,17 +547,17 @@ def tversky(
 
 
 def hamming(
-    pred: Any,
-    target: Any = None,
+    pred: ArrayLike,
+    target: ArrayLike | None = None,
     *,
     w_fp: float = 1.0,
     w_fn: float = 1.0,
-    num_voxels: Any = None,
+    num_voxels: ArrayLike | None = None,
     num_classes: int | None = None,
     include_background: bool = True,
     ignore_index: int | None = None,
-    empty: str = "nan",
-    reduction: str = "none",
+    empty: EmptyPolicy = "nan",
+    reduction: Reduction = "none",
 ) -> Any:
     r"""Weighted Hamming similarity :math:`1 - (w_{FP} FP + w_{FN} FN) / N` per image and class.
 
@@ -401,7 +565,16 @@ def hamming(
     masks it is the spatial size minus ignored voxels; from counts it is
     ``num_voxels`` (``(B,)``) or, when None, :math:`\sum_c (TP_c + FN_c)` (right for
     label-map counts over all classes).
-    {shared}
+
+    Args:
+        w_fp, w_fn: weights of the false positives and false negatives.
+        num_voxels: voxels counted per image, for counts input (``target=None``).
+        pred, target, num_classes, include_background, ignore_index, empty,
+        reduction: as :func:`dice`.
+
+    Returns:
+        float64 scores ``(B, C)`` (reduced by ``reduction``), torch or numpy as ``pred``.
+
     Example:
         >>> import numpy as np
         >>> pred = np.array([[0, 1, 1, 0]])
@@ -411,40 +584,23 @@ def hamming(
     """
     kw = {"w_fp": w_fp, "w_fn": w_fn}
     return _metric(
-        "hamming",
-        pred,
-        target,
-        num_classes,
-        include_background,
-        ignore_index,
-        empty,
-        reduction,
-        kw,
-        num_voxels,
-    )
-
-
-for _fn in (tversky, hamming):
-    _fn.__doc__ = (_fn.__doc__ or "").replace("{shared}", _SHARED_DOC)
-
-
-def _metric_params(metric: str, params: dict[str, float]) -> dict[str, float]:
-    if metric == "tversky":
-        return {k: params[k] for k in ("alpha", "beta") if k in params}
-    if metric == "hamming":
-        return {k: params[k] for k in ("w_fp", "w_fn") if k in params}
-    return {}
+        "hamming", pred, target, num_classes, include_background, ignore_index, empty,
+        reduction, kw, num_voxels,
+    )  # fmt: skip
 
 
 def aggregate(
-    counts: Any,
-    metric: str,
+    counts: ArrayLike,
+    metric: MetricName,
     *,
-    average: str = "macro",
-    num_voxels: Any = None,
+    average: Aggregate = "macro",
+    num_voxels: ArrayLike | None = None,
     classes: Sequence[int] | None = None,
-    empty: str = "nan",
-    **params: float,
+    empty: EmptyPolicy = "nan",
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    w_fp: float = 1.0,
+    w_fn: float = 1.0,
 ) -> Any:
     r"""Aggregate a metric over images and classes from per-image counts ``(B, C, 3)``.
 
@@ -453,6 +609,8 @@ def aggregate(
     classes per image, mean over images; ``"global_class"`` → ``(K,)`` score of the
     counts pooled over images; ``"global"`` → mean of those. ``K`` is the number of
     ``classes`` kept (default all). NaN (both-empty) cases are left out of means.
+    ``alpha``, ``beta`` (Tversky) and ``w_fp``, ``w_fn`` (Hamming) as in
+    :func:`score_from_counts`.
 
     Example:
         >>> import numpy as np
@@ -470,24 +628,28 @@ def aggregate(
     _check_counts(counts_t)
     if counts_t.ndim == 2:
         counts_t = counts_t.unsqueeze(0)
+    voxels: torch.Tensor | None = None
     if num_voxels is None and metric == "hamming":
-        num_voxels = counts_t[..., [TP, FN]].sum((-1, -2))
-    if num_voxels is not None:
-        num_voxels = as_tensor(num_voxels, "num_voxels")[0].reshape(-1)
+        voxels = counts_t[..., [TP, FN]].sum((-1, -2))
+    elif num_voxels is not None:
+        voxels = as_tensor(num_voxels, "num_voxels")[0].reshape(-1)
     if classes is not None:
         counts_t = counts_t[:, _check_classes(classes, counts_t.shape[1])]
-    kw = {"empty": empty, **_metric_params(metric, params)}
+
+    def score(c: torch.Tensor, n: torch.Tensor | None) -> torch.Tensor:
+        return score_from_counts(
+            c, metric, num_voxels=n, empty=empty, alpha=alpha, beta=beta, w_fp=w_fp, w_fn=w_fn
+        )
+
     if average in ("class", "macro"):
-        s = score_from_counts(counts_t, metric, num_voxels=num_voxels, **kw)
-        out = _nanmean(s, 0)
+        out = _nanmean(score(counts_t, voxels), 0)
         if average == "macro":
             out = _nanmean(out, 0)
     elif average == "micro":
-        s = score_from_counts(counts_t.sum(1), metric, num_voxels=num_voxels, **kw)
-        out = _nanmean(s, 0)
+        out = _nanmean(score(counts_t.sum(1), voxels), 0)
     else:
-        n_all = None if num_voxels is None else num_voxels.sum().reshape(1)
-        out = score_from_counts(counts_t.sum(0, keepdim=True), metric, num_voxels=n_all, **kw)[0]
+        n_all = None if voxels is None else voxels.sum().reshape(1)
+        out = score(counts_t.sum(0, keepdim=True), n_all)[0]
         if average == "global":
             out = _nanmean(out, 0)
     return out.cpu().numpy() if was_numpy else out
@@ -548,7 +710,8 @@ class MetricAccumulator:
         classes: class indices to report (default: all, or all but 0 when
             ``include_background=False``).
         include_background: see ``classes``.
-        ignore_index: target label left out of every count.
+        ignore_index: target label left out of every count; not a class (outside
+            ``[0, num_classes)``, e.g. 255 or -1).
         empty: score of a both-empty image and class (see module docstring).
         alpha, beta, w_fp, w_fn: Tversky and Hamming weights.
 
@@ -567,12 +730,12 @@ class MetricAccumulator:
     def __init__(
         self,
         num_classes: int,
-        metrics: Sequence[str] = ("dice", "jaccard"),
+        metrics: Sequence[MetricName] = ("dice", "jaccard"),
         *,
         classes: Sequence[int] | None = None,
         include_background: bool = True,
         ignore_index: int | None = None,
-        empty: str = "nan",
+        empty: EmptyPolicy = "nan",
         alpha: float = 0.5,
         beta: float = 0.5,
         w_fp: float = 1.0,
@@ -584,12 +747,12 @@ class MetricAccumulator:
             raise ValueError(
                 f"metrics must be a non-empty list of names from {METRICS}, got {metrics!r}"
             )
-        self.metrics = [check_choice(m, "metrics", METRICS) for m in metrics]
+        self.metrics: list[MetricName] = [check_choice(m, "metrics", METRICS) for m in metrics]
         if classes is None:
             classes = range(0 if include_background else 1, self.num_classes)
         self.classes = _check_classes(classes, self.num_classes)
-        self.ignore_index = ignore_index
-        self.empty = check_choice(empty, "empty", EMPTY_POLICIES)
+        self.ignore_index = check_ignore_index(ignore_index, self.num_classes, fix=_IGNORE_FIX)
+        self.empty: EmptyPolicy = check_choice(empty, "empty", EMPTY_POLICIES)
         self.params = {"alpha": alpha, "beta": beta, "w_fp": w_fp, "w_fn": w_fn}
         self.device = torch.device(device)
         self.reset()
@@ -606,7 +769,7 @@ class MetricAccumulator:
         self.empty_cases = torch.zeros((k,), dtype=torch.int64, device=d)
         self.num_images = torch.zeros((), dtype=torch.int64, device=d)
 
-    def update(self, pred: Any, target: Any) -> None:
+    def update(self, pred: ArrayLike, target: ArrayLike) -> None:
         """Add a batch of label maps ``(B, *spatial)`` or mask stacks ``(B, C, *spatial)``."""
         pred_t, _ = as_tensor(pred, "pred")
         target_t, _ = as_tensor(target, "target")
@@ -614,7 +777,7 @@ class MetricAccumulator:
         is_masks = pred_t.dtype == torch.bool
         self.update_counts(counts, _voxels_per_image(target_t, is_masks, self.ignore_index))
 
-    def update_counts(self, counts: Any, num_voxels: Any) -> None:
+    def update_counts(self, counts: ArrayLike, num_voxels: ArrayLike) -> None:
         """Add per-image counts ``(B, C, 3)`` and voxels counted per image ``(B,)``."""
         counts_t = as_tensor(counts, "counts")[0].to(self.device)
         _check_counts(counts_t)
@@ -635,11 +798,10 @@ class MetricAccumulator:
         self.empty_cases += (kept == 0).all(-1).sum(0)
         pooled = kept.sum(1)
         for i, metric in enumerate(self.metrics):
-            kw = _metric_params(metric, self.params)
-            s = score_from_counts(kept, metric, num_voxels=nv, empty=self.empty, **kw)
+            s = score_from_counts(kept, metric, num_voxels=nv, empty=self.empty, **self.params)
             self.score_sum[i] += torch.nansum(s, 0)
             self.score_n[i] += (~torch.isnan(s)).sum(0)
-            sm = score_from_counts(pooled, metric, num_voxels=nv, empty=self.empty, **kw)
+            sm = score_from_counts(pooled, metric, num_voxels=nv, empty=self.empty, **self.params)
             self.micro_sum[i] += torch.nansum(sm)
             self.micro_n[i] += (~torch.isnan(sm)).sum()
 
@@ -677,9 +839,12 @@ class MetricAccumulator:
             res.macro[metric] = _nan_mean_np(per_class)
             n = int(st["micro_n"][i])
             res.micro[metric] = float(st["micro_sum"][i]) / n if n else float("nan")
-            kw = _metric_params(metric, self.params)
             g = score_from_counts(
-                pooled, metric, num_voxels=st["num_voxels"].reshape(1), empty=self.empty, **kw
+                pooled,
+                metric,
+                num_voxels=st["num_voxels"].reshape(1),
+                empty=self.empty,
+                **self.params,
             )[0]
             res.global_per_class[metric] = g.cpu().numpy()
             res.global_[metric] = _nan_mean_np(res.global_per_class[metric])

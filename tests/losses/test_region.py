@@ -201,9 +201,16 @@ def test_gradcheck(kind, spatial):
         assert torch.autograd.gradcheck(
             lambda x, kw=kw: fn(x, target, **kw), (logits,), fast_mode=True
         )
-    # soft targets: gradients for both (GDL's weights come from the target without gradient)
-    soft = torch.rand(2, 3, *spatial, dtype=torch.float64, requires_grad=kind != "generalized_dice")
-    assert torch.autograd.gradcheck(lambda x, t: fn(x, t), (logits, soft), fast_mode=True)
+    # soft targets: gradients for both (GDL's weights come from the target without gradient);
+    # a softmax needs a class distribution per voxel, a sigmoid takes any values in [0, 1]
+    grad_t = kind != "generalized_dice"
+    soft = torch.rand(2, 3, *spatial, dtype=torch.float64)
+    dist = (soft / soft.sum(1, keepdim=True)).requires_grad_(grad_t)
+    assert torch.autograd.gradcheck(lambda x, t: fn(x, t), (logits, dist), fast_mode=True)
+    soft.requires_grad_(grad_t)
+    assert torch.autograd.gradcheck(
+        lambda x, t: fn(x, t, activation="sigmoid"), (logits, soft), fast_mode=True
+    )
 
 
 def test_modules_and_input_errors():
@@ -213,7 +220,7 @@ def test_modules_and_input_errors():
         SoftDiceLoss(smooth=0.0)(logits, target), soft_dice_loss(logits, target, smooth=0.0)
     )
     assert "weight_type='simple'" in repr(GeneralizedDiceLoss(weight_type="simple"))
-    with pytest.raises(TypeError, match=r"unknown option.*smoth"):
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'smoth'"):
         SoftDiceLoss(smoth=1.0)
     with pytest.raises(ValueError, match="label 3, outside"):
         soft_dice_loss(logits, target + 1)
@@ -285,3 +292,69 @@ def test_fused_path_refuses_a_second_derivative():
     (grad,) = torch.autograd.grad(soft_dice_loss(logits, target), logits, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.sum().backward()
+
+
+# --- generalized Dice: the weight of an absent class (issue 11, item 13) ----------------------
+
+
+def _gdl_example():
+    # 4x4, three classes: class 1 is absent from the target but predicted with some mass;
+    # the background (4 voxels) is smaller than class 2 (12), so its weight is the largest
+    target = torch.tensor(
+        [[[2, 2, 2, 2], [2, 0, 0, 2], [2, 0, 0, 2], [2, 2, 2, 2]]], dtype=torch.long
+    )
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(1, 3, 4, 4, dtype=torch.float64, generator=g)
+    logits[:, 1] += 1.0
+    return logits, target
+
+
+def test_gdl_absent_class_takes_the_largest_weight_over_the_classes_in_the_loss():
+    logits, target = _gdl_example()
+    probs = torch.softmax(logits, 1)
+    # by hand, classes 1 and 2: w2 = 1/12^2; class 1 absent takes w2 (not background's 1/4^2)
+    p, t = probs[0, 1:].reshape(2, -1), torch.stack([target == 1, target == 2]).reshape(2, -1)
+    tp = (p * t).sum(1)
+    den = (p + t).sum(1)
+    w = torch.tensor([1 / 144, 1 / 144], dtype=torch.float64)
+    want = 1 - (2 * (w * tp).sum() + 1e-5) / ((w * den).sum() + 1e-5)
+    got = generalized_dice_loss(logits, target, classes="foreground")
+    torch.testing.assert_close(got, want)
+    # before: class 1 took the background's weight 1/4^2, the largest of all classes
+    w_old = torch.tensor([1 / 16, 1 / 144], dtype=torch.float64)
+    old = 1 - (2 * (w_old * tp).sum() + 1e-5) / ((w_old * den).sum() + 1e-5)
+    assert abs(float(old) - float(got)) > 0.05
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+def test_gdl_foreground_matches_monai_without_background(per_image):
+    monai_losses = pytest.importorskip("monai.losses")
+    logits, target = _gdl_example()
+    logits2, target2 = torch.randn(2, 3, 4, 4, dtype=torch.float64), target.repeat(2, 1, 1)
+    target2[1] = torch.randint(0, 2, (4, 4))  # image 2: class 2 absent
+    for x, y in ((logits, target), (logits2, target2)):
+        ref = monai_losses.GeneralizedDiceLoss(
+            include_background=False, softmax=True, to_onehot_y=True, batch=not per_image
+        )(x, y[:, None])
+        got = generalized_dice_loss(x, y, classes="foreground", per_image=per_image)
+        torch.testing.assert_close(got, ref)
+
+
+def test_gdl_image_without_foreground_gives_zero_with_no_gradient():
+    # decided and documented: no selected class in the target -> no weight -> loss 0, no
+    # gradient (as MONAI); before, it saturated near 1 (0.99975) with almost no gradient
+    logits = torch.randn(1, 3, 64, 64, dtype=torch.float64, requires_grad=True)
+    target = torch.zeros(1, 64, 64, dtype=torch.long)
+    loss = generalized_dice_loss(logits, target, classes="foreground", per_image=True)
+    (grad,) = torch.autograd.grad(loss, logits)
+    assert loss.item() == 0.0 and grad.abs().max().item() == 0.0
+    monai_losses = pytest.importorskip("monai.losses")
+    ref = monai_losses.GeneralizedDiceLoss(include_background=False, softmax=True, to_onehot_y=True)
+    assert ref(logits, target[:, None]).item() == pytest.approx(0.0, abs=1e-12)
+    # in a batch pooled with an image that has foreground, its false positives count
+    both = torch.stack([target[0], torch.ones(64, 64, dtype=torch.long)])
+    x2 = torch.randn(2, 3, 64, 64, dtype=torch.float64, requires_grad=True)
+    (g2,) = torch.autograd.grad(
+        generalized_dice_loss(x2, both, classes="foreground", per_image=False), x2
+    )
+    assert float(g2[0].abs().max()) > 0

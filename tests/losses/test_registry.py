@@ -1,6 +1,7 @@
 """Registry, compound loss and the ``metricseg losses`` command."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -48,8 +49,9 @@ def test_dice_ce_is_the_weighted_sum_and_routes_options():
     y = torch.randint(0, 3, (2, 5, 5))
     y[0, 0] = 255
     loss = L.get("dice_ce", ignore_index=255, smooth=0.5, dice_weight=2.0, ce_weight=0.5)
+    # the Dice term is over the foreground classes by default (as nnU-Net's Dice + CE)
     expected = 2.0 * L.soft_dice_loss(
-        x, y, ignore_index=255, smooth=0.5
+        x, y, ignore_index=255, smooth=0.5, classes="foreground"
     ) + 0.5 * L.cross_entropy_loss(x, y, ignore_index=255)
     torch.testing.assert_close(loss(x, y), expected)
 
@@ -84,3 +86,56 @@ def test_cli_subprocess():
         check=True,
     ).stdout
     assert out.startswith("focal") and "gamma=2.0" in out
+
+
+# --- dice_ce over the foreground, weighted_ce with a foreground weight (issue 13, item 8) ------
+
+
+def test_dice_ce_takes_its_dice_term_over_the_foreground_by_default():
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (2, 5, 5))
+    ce = L.cross_entropy_loss(x, y)
+    fg = L.soft_dice_loss(x, y, classes="foreground")
+    torch.testing.assert_close(L.get("dice_ce")(x, y), fg + ce)
+    assert L.get("dice_ce").terms["dice"].options["classes"] == "foreground"
+    # background included on request
+    torch.testing.assert_close(L.get("dice_ce", classes="all")(x, y), L.soft_dice_loss(x, y) + ce)
+    # sigmoid: every channel is a foreground class
+    xs, ys = x[:, :1], (y == 1).long()
+    torch.testing.assert_close(
+        L.get("dice_ce", activation="sigmoid")(xs, ys),
+        L.soft_dice_loss(xs, ys, activation="sigmoid")
+        + L.cross_entropy_loss(xs, ys, activation="sigmoid"),
+    )
+
+
+def test_weighted_ce_foreground_weight():
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (2, 6, 5))
+    for w in (1.0, 5.0, 50.0):
+        got = L.get("weighted_ce", foreground_weight=w)(x, y)
+        want = torch.nn.functional.cross_entropy(
+            x, y, weight=torch.tensor([1.0, w, w], dtype=torch.float64)
+        )
+        torch.testing.assert_close(got, want)
+    # by hand: two voxels, background (p=1/2) and foreground (p=1/2), weight 4
+    x1, y1 = torch.zeros(1, 2, 2, dtype=torch.float64), torch.tensor([[0, 1]])
+    torch.testing.assert_close(
+        L.weighted_cross_entropy_loss(x1, y1, foreground_weight=4.0),
+        torch.tensor((1 * math.log(2) + 4 * math.log(2)) / 5, dtype=torch.float64),
+    )
+    # the default is still the inverse frequency of the batch
+    torch.testing.assert_close(
+        L.weighted_cross_entropy_loss(x, y),
+        L.weighted_cross_entropy_loss(x, y, scheme="inverse_frequency"),
+    )
+    with pytest.raises(ValueError, match="excludes scheme"):
+        L.get("weighted_ce", foreground_weight=5.0, scheme=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="excludes scheme"):
+        L.get("weighted_ce", foreground_weight=5.0, scheme="log")
+    with pytest.raises(ValueError, match="class_frequencies would be unused"):
+        L.get("weighted_ce", foreground_weight=5.0, class_frequencies=[1, 2, 3])
+    with pytest.raises(ValueError, match="foreground_weight must be > 0"):
+        L.get("weighted_ce", foreground_weight=0.0)
+    with pytest.raises(ValueError, match="activation='sigmoid'"):
+        L.get("weighted_ce", foreground_weight=2.0, activation="sigmoid")

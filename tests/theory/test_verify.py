@@ -200,3 +200,39 @@ def test_verify_with_small_blocks_finds_the_same_extremes(monkeypatch):
     for a, b in zip(whole.results, blocked.results):
         assert (a.found_min, a.found_max, a.cases) == (b.found_min, b.found_max, b.cases)
         assert (a.min_counts, a.max_counts) == (b.min_counts, b.max_counts)
+
+
+# --- one scoring path (issue 12, item 1) ---------------------------------------------------------
+
+
+def test_the_verifier_scores_through_metricseg_metrics(monkeypatch):
+    import metricseg.metrics as metrics
+    import metricseg.theory._scores as scores
+
+    seen = []
+
+    def spy(tp, fp, fn, metric, **kw):
+        seen.append((metric, kw.get("alpha"), kw.get("beta")))
+        return metrics.score_from_tp_fp_fn(tp, fp, fn, metric, **kw)
+
+    monkeypatch.setattr(scores, "score_from_tp_fp_fn", spy)
+    verify(max_voxels=6, hamming_max_voxels=5, steps=2, restarts=2)
+    names = {m for m, _, _ in seen}
+    assert names == {"dice", "jaccard", "tversky", "hamming"}
+    # the one Tversky parametrisation: alpha on FP, beta = 1 - alpha on FN
+    assert {(a, b) for m, a, b in seen if m == "tversky"} == {
+        (a, 1 - a) for a in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    }
+    # and the values are the metrics' own
+    counts = np.array([[2, 1, 3]])
+    assert scores.tversky(2, 1, 3, 0.3, 0.7) == metrics.tversky(counts, alpha=0.3, beta=0.7)[0]
+
+
+def test_hamming_bound_is_met_exactly_not_passed_by_round_off():
+    # H is formed as (N - (w_fp f + w_fn n))/N, one rounding for integer counts and weights
+    # of 1 or 1/2: the enumeration reaches the attained bound max(w) = 1 exactly (it was
+    # 1 + 1.3e-15 with 1 - (...)/N); a weight of 10 still rounds (|H| > 1 there)
+    report = verify(max_voxels=10, hamming_max_voxels=40, search=False)
+    for w in ((1.0, 1.0), (1.0, 0.5), (0.5, 1.0)):
+        r = report.find("(1 − H)/(1 − J)", w_fp=w[0], w_fn=w[1])
+        assert r.found_max == r.claim.upper

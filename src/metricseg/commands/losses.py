@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from metricseg.commands._common import UsageError
+
 HELP = "list the losses (names for metricseg.losses.get), their options and defaults"
 DESCRIPTION = (
     "List the registered losses: the name to pass to metricseg.losses.get(name, **options)\n"
     "or to a training configuration, a one-line description, and every option with its\n"
-    "default.\n\n"
+    "default, read from the signature of the loss's constructor.\n\n"
     "examples:\n"
     "  metricseg losses\n"
     "  metricseg losses lovasz_softmax\n"
@@ -28,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     names = args.names or available()
     unknown = [n for n in names if n not in available()]
     if unknown:
-        print(f"unknown loss name(s): {', '.join(unknown)}; available: {', '.join(available())}")
-        return 2
+        raise UsageError(
+            f"unknown loss name(s): {', '.join(unknown)}; available: {', '.join(available())}"
+        )
     infos = [describe(n) for n in names]
     if args.json:
         print(

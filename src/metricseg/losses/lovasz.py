@@ -19,8 +19,7 @@ runs over at most four blocks of rows (a quarter of all elements each, at
 least 2¹⁶), however many images and classes there are, which bounds the
 sort's working memory. On the CPU a block is sorted by one
 stable radix sort of int64 keys built from the rows and the bits of the
-float32 errors (``_sort_descending``; the whole loss then takes less time than
-one batched float sort of the errors, ``benchmarks/bench_losses.py``);
+float32 errors (``_sort_descending``; timings in ``benchmarks/bench_losses.py``);
 elsewhere by one batched ``torch.sort``. Since
 :math:`J_k = k / (|G| - \mathrm{cumsum}_k(G) + k)`, the gradient ``g`` needs one
 cumulative sum. Ignored voxels get the error :math:`-\infty`, so they sort to
@@ -49,27 +48,29 @@ cheaper per-process pooled loss.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from metricseg import _hugepages
-from metricseg._checks import check_label_range, check_probabilities_shape
+from metricseg._checks import check_dense_target, check_label_range, check_probabilities_shape
 from metricseg.distributed import all_gather_cat, is_distributed
 from metricseg.losses._common import (
-    ClassesArg,
     LossModule,
     activate,
     check_class_weights,
     check_ignore_index,
     check_label_map_dtype,
-    check_logits,
+    check_loss_inputs,
+    check_options,
     full_precision,
     label_counts,
     reduce_images,
     selected_classes,
     weighted_class_mean,
 )
+from metricseg.types import Activation, Classes, Reduction, Weights
 
 __all__ = ["LovaszHingeLoss", "LovaszSoftmaxLoss", "lovasz_hinge_loss", "lovasz_softmax_loss"]
 
@@ -327,28 +328,44 @@ def _gather_pooled(x: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]
     return out
 
 
-def _dense_to_labels(target: torch.Tensor) -> torch.Tensor:
+def _dense_to_labels(target: torch.Tensor, validate_args: bool) -> torch.Tensor:
     """A one-hot target (B, C, *spatial), already checked against the logits, as labels."""
     t = target.detach()
-    if not (bool(((t == 0) | (t == 1)).all()) and bool((t.sum(1) == 1).all())):
-        raise ValueError(
-            "a (B, C, *spatial) target for Lovász-Softmax must be one-hot (exactly one 1 "
-            "per voxel); soft targets have no Lovász extension — pass a label map"
-        )
+    if validate_args:
+        check_dense_target(t, "target", distribution=False)  # names a 0/255 mask
+        if not (bool(((t == 0) | (t == 1)).all()) and bool((t.sum(1) == 1).all())):
+            raise ValueError(
+                "a (B, C, *spatial) target for Lovász-Softmax must be one-hot (exactly one 1 "
+                "per voxel); soft targets have no Lovász extension — pass a label map"
+            )
     return t.argmax(1)
+
+
+def _check_lovasz_softmax_options(options: Mapping[str, Any]) -> None:
+    check_options(options)
+    if options.get("activation") == "sigmoid":
+        raise ValueError(
+            "lovasz_softmax_loss needs activation 'softmax' or None, got 'sigmoid'; "
+            "for binary or multi-label problems use lovasz_hinge_loss"
+        )
+
+
+def _check_lovasz_hinge_options(options: Mapping[str, Any]) -> None:
+    check_options(options)
 
 
 def lovasz_softmax_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
-    activation: str | None = "softmax",
+    activation: Activation = "softmax",
     per_image: bool = False,
-    classes: ClassesArg = "present",
+    classes: Classes = "present",
     ignore_index: int | None = None,
-    class_weights: Any = None,
-    reduction: str = "mean",
+    class_weights: Weights | None = None,
+    reduction: Reduction = "mean",
     sync_across_processes: bool = True,
+    validate_args: bool = True,
 ) -> torch.Tensor:
     r"""Lovász-Softmax loss: the convex Lovász extension of the Jaccard loss, per class.
 
@@ -373,6 +390,10 @@ def lovasz_softmax_loss(
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` with ``per_image``).
         sync_across_processes: with ``per_image=False`` under DDP, pool the
             batches of all processes (exact global loss; see the module docs).
+        validate_args: read the inputs' values to check them (label range, a
+            one-hot target, probabilities with ``activation=None``, weights);
+            ``False`` skips these host syncs (see
+            :func:`~metricseg.losses.soft_dice_loss`).
 
     Returns:
         scalar loss (``(B,)`` for ``reduction="none"`` with ``per_image=True``).
@@ -386,21 +407,19 @@ def lovasz_softmax_loss(
         >>> round(float(lovasz_softmax_loss(probs, labels, activation=None)), 4)
         0.35
     """
-    logits = check_logits(logits)
-    if activation == "sigmoid":
-        raise ValueError(
-            "lovasz_softmax_loss needs activation 'softmax' or None, got 'sigmoid'; "
-            "for binary or multi-label problems use lovasz_hinge_loss"
-        )
+    _check_lovasz_softmax_options(locals())
+    logits = check_loss_inputs(logits, target, activation)
     with full_precision(logits.device):
-        probs = activate(logits, activation)
+        kind = check_probabilities_shape(logits, target, "logits", "target")
+        probs = activate(logits, activation, validate_args)
         b, c = probs.shape[:2]
         ignore_index = check_ignore_index(ignore_index, c)
-        if check_probabilities_shape(probs, target, "logits", "target") == "dense":
+        if kind == "dense":
             if ignore_index is not None:
                 raise ValueError("ignore_index applies to label-map targets (B, *spatial)")
-            target = _dense_to_labels(target)
-        check_label_range(target, "target", c, ignore_index)
+            target = _dense_to_labels(target, validate_args)
+        elif validate_args:
+            check_label_range(target, "target", c, ignore_index)
         labels = target.reshape(b, -1).to(torch.int64)
         ignored = None
         if ignore_index is not None:
@@ -418,7 +437,7 @@ def lovasz_softmax_loss(
         positives = label_counts(labels, c, per_image)
         per_class = _LovaszFunction.apply(x, labels, ignored, positives, per_image, False)
         selected = selected_classes(classes, c, positives > 0)
-        weights = check_class_weights(class_weights, c, per_class)
+        weights = check_class_weights(class_weights, c, per_class, validate_args)
         return reduce_images(weighted_class_mean(per_class, selected, weights), reduction)
 
 
@@ -427,11 +446,12 @@ def lovasz_hinge_loss(
     target: torch.Tensor,
     *,
     per_image: bool = False,
-    classes: ClassesArg = "all",
+    classes: Classes = "all",
     ignore_index: int | None = None,
-    class_weights: Any = None,
-    reduction: str = "mean",
+    class_weights: Weights | None = None,
+    reduction: Reduction = "mean",
     sync_across_processes: bool = True,
+    validate_args: bool = True,
 ) -> torch.Tensor:
     r"""Lovász hinge loss for binary (or independent multi-label) segmentation.
 
@@ -445,7 +465,8 @@ def lovasz_hinge_loss(
     Args:
         logits: ``(B, C, *spatial)`` float logits (no activation; ``C = 1`` for binary).
         target: with ``C = 1``, a label map ``(B, *spatial)`` of 0/1 (plus
-            ``ignore_index``); or 0/1 masks ``(B, C, *spatial)`` (bool, int or float).
+            ``ignore_index``); or 0/1 masks ``(B, C, *spatial)`` (bool, int or float;
+            multi-label is fine, soft values are not: the hinge needs a sign).
         per_image: one loss per image and channel (``True``) or pooled (``False``).
         classes: ``"all"`` (default), ``"present"`` (channels with foreground)
             or a list of channel indices.
@@ -454,6 +475,8 @@ def lovasz_hinge_loss(
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(B,)`` with ``per_image``).
         sync_across_processes: with ``per_image=False`` under DDP, pool the
             batches of all processes (exact global loss; see the module docs).
+        validate_args: read the target's values to check them (labels 0/1 or
+            ``ignore_index``, masks 0/1, weights); ``False`` skips these host syncs.
 
     Returns:
         scalar loss (``(B,)`` for ``reduction="none"`` with ``per_image=True``).
@@ -466,7 +489,8 @@ def lovasz_hinge_loss(
         >>> round(float(lovasz_hinge_loss(logits, labels)), 4)
         0.3333
     """
-    logits = check_logits(logits)
+    _check_lovasz_hinge_options(locals())
+    logits = check_loss_inputs(logits, target, None)
     with full_precision(logits.device):
         b, c = logits.shape[:2]
         ignored = None
@@ -478,9 +502,9 @@ def lovasz_hinge_loss(
                     "multi-label ones pass 0/1 masks (B, C, *spatial)"
                 )
             check_label_map_dtype(target)
-            if ignore_index is not None and ignore_index in (0, 1):
-                raise ValueError(f"ignore_index={ignore_index} is a label of the binary task")
-            check_label_range(target, "target", 2, ignore_index)
+            ignore_index = check_ignore_index(ignore_index, 2)
+            if validate_args:
+                check_label_range(target, "target", 2, ignore_index)
             if tuple(target.shape) != (b, *logits.shape[2:]):
                 raise ValueError(
                     f"target must have shape (B, *spatial) = {(b, *logits.shape[2:])}, "
@@ -496,7 +520,8 @@ def lovasz_hinge_loss(
             if ignore_index is not None:
                 raise ValueError("ignore_index applies to label-map targets (B, *spatial)")
             t = target.detach()
-            if not bool(((t == 0) | (t == 1)).all()):
+            if validate_args and not bool(((t == 0) | (t == 1)).all()):
+                check_dense_target(t, "target", distribution=False)  # names a 0/255 mask
                 raise ValueError("target masks (B, C, *spatial) must hold only 0 and 1")
             fg = t.reshape(b, c, -1).bool()
         else:
@@ -516,12 +541,12 @@ def lovasz_hinge_loss(
             positives = positives.sum(0)
         per_class = _LovaszFunction.apply(x, fg, ignored, positives, per_image, True)
         selected = selected_classes(classes, c, positives > 0)
-        weights = check_class_weights(class_weights, c, per_class)
+        weights = check_class_weights(class_weights, c, per_class, validate_args)
         return reduce_images(weighted_class_mean(per_class, selected, weights), reduction)
 
 
 class LovaszSoftmaxLoss(LossModule):
-    """Lovász-Softmax loss (module form of :func:`lovasz_softmax_loss`).
+    """Lovász-Softmax loss (module form of :func:`lovasz_softmax_loss`; options as there).
 
     Example:
         >>> import torch
@@ -532,9 +557,38 @@ class LovaszSoftmaxLoss(LossModule):
     """
 
     function = staticmethod(lovasz_softmax_loss)
+    option_checks = staticmethod(_check_lovasz_softmax_options)
+
+    def __init__(
+        self,
+        *,
+        activation: Activation = "softmax",
+        per_image: bool = False,
+        classes: Classes = "present",
+        ignore_index: int | None = None,
+        class_weights: Weights | None = None,
+        reduction: Reduction = "mean",
+        sync_across_processes: bool = True,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(locals())
 
 
 class LovaszHingeLoss(LossModule):
     """Lovász hinge loss, binary or multi-label (module form of :func:`lovasz_hinge_loss`)."""
 
     function = staticmethod(lovasz_hinge_loss)
+    option_checks = staticmethod(_check_lovasz_hinge_options)
+
+    def __init__(
+        self,
+        *,
+        per_image: bool = False,
+        classes: Classes = "all",
+        ignore_index: int | None = None,
+        class_weights: Weights | None = None,
+        reduction: Reduction = "mean",
+        sync_across_processes: bool = True,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(locals())

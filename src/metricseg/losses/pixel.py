@@ -18,8 +18,7 @@ images) or of the whole batch (``per_image=False``). For cross-entropy
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -29,11 +28,18 @@ from metricseg._checks import check_choice, check_label_range, check_probabiliti
 from metricseg.losses._common import (
     LossModule,
     check_class_weights,
+    check_dense,
     check_ignore_index,
-    check_logits,
+    check_loss_inputs,
+    check_options,
+    check_probabilities,
     full_precision,
+    nonneg_number,
+    per_class_numbers,
     reduce_images,
 )
+from metricseg.metrics import safe_divide
+from metricseg.types import WEIGHT_SCHEMES, Activation, Reduction, Weights, WeightScheme
 
 __all__ = [
     "WEIGHT_SCHEMES",
@@ -43,25 +49,23 @@ __all__ = [
     "class_weights_from_frequencies",
     "cross_entropy_loss",
     "focal_loss",
+    "foreground_class_weights",
     "weighted_cross_entropy_loss",
 ]
 
-_PIXEL_ACTIVATIONS = ("softmax", "sigmoid", None)
-WEIGHT_SCHEMES = ("inverse_frequency", "inverse_sqrt_frequency", "median_frequency", "log")
+# WEIGHT_SCHEMES (the named class-weight schemes) comes from metricseg.types
 
 
-def _log_probs(x: torch.Tensor, activation: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _log_probs(
+    x: torch.Tensor, activation: Activation, validate_args: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p, log(1 - p)) for sigmoid; (log p, empty) for softmax or probabilities."""
     if activation == "softmax":
         return torch.log_softmax(x, dim=1), x.new_empty(0)
     if activation == "sigmoid":
         return F.logsigmoid(x), F.logsigmoid(-x)
-    lo, hi = torch.aminmax(x.detach())
-    if float(lo) < 0 or float(hi) > 1:
-        raise ValueError(
-            f"with activation=None the input must hold probabilities in [0, 1], got values "
-            f"from {float(lo):.4g} to {float(hi):.4g}"
-        )
+    if validate_args:
+        check_probabilities(x)
     tiny = torch.finfo(x.dtype).tiny
     return x.clamp_min(tiny).log(), x.new_empty(0)
 
@@ -79,31 +83,37 @@ def _pixel_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
-    activation: str | None,
+    activation: Activation,
     per_image: bool,
     ignore_index: int | None,
-    weights: Any,
+    weights: Weights | None,
     gamma: float | None,
-    reduction: str,
+    reduction: Reduction,
+    validate_args: bool,
     sigmoid_alpha: float | None = None,
+    weights_name: str = "class_weights",
 ) -> torch.Tensor:
     """CE (``gamma=None``) or focal loss (``gamma`` given); see the module docs."""
-    logits = check_logits(logits)
-    check_choice(activation, "activation", _PIXEL_ACTIVATIONS)
+    logits = check_loss_inputs(logits, target, activation)
     with full_precision(logits.device):
         b, c = logits.shape[:2]
         kind = check_probabilities_shape(logits, target, "logits", "target")
         ignore_index = check_ignore_index(ignore_index, c if activation != "sigmoid" else 2)
         x = logits.reshape(b, c, -1)
-        w = check_class_weights(weights, c, x)
+        w = check_class_weights(weights, c, x, validate_args, weights_name)
         valid: torch.Tensor | None = None
+        if kind == "dense":
+            check_dense(target, activation, validate_args)
         if kind == "labels":
             if activation == "sigmoid" and c != 1:
                 raise ValueError(
                     f"a label-map target with activation='sigmoid' needs C = 1 channel, got "
                     f"C = {c}; pass 0/1 masks (B, C, *spatial) for multi-label problems"
                 )
-            check_label_range(target, "target", 2 if activation == "sigmoid" else c, ignore_index)
+            if validate_args:
+                check_label_range(
+                    target, "target", 2 if activation == "sigmoid" else c, ignore_index
+                )
             y = target.reshape(b, -1).to(torch.int64)
             if ignore_index is not None:
                 valid = y != ignore_index
@@ -112,7 +122,7 @@ def _pixel_loss(
             raise ValueError(
                 f"ignore_index={ignore_index} applies to label-map targets (B, *spatial)"
             )
-        log_p, log_not_p = _log_probs(x, activation)
+        log_p, log_not_p = _log_probs(x, activation, validate_args)
 
         if activation != "sigmoid" and kind == "labels":
             log_p_y = log_p.gather(1, y.unsqueeze(1)).squeeze(1)  # (B, N)
@@ -159,33 +169,114 @@ def _pixel_loss(
                 den = c * count * torch.ones_like(num)
         if not per_image:
             num, den = num.sum(), den.sum()
-        loss = torch.where(den > 0, num / den.clamp_min(torch.finfo(x.dtype).tiny), 0.0)
-        return reduce_images(loss, reduction)
+        # no voxel counted (all ignored, or zero weight): loss 0, no gradient
+        return reduce_images(safe_divide(num, den, zero_division="zero"), reduction)
+
+
+def _focal_alpha(value: Any, name: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not 0 <= value <= 1:
+            raise ValueError(f"a scalar {name} must lie in [0, 1], got {value}")
+        return
+    if not isinstance(value, torch.Tensor):
+        per_class_numbers(value, name)
+
+
+def _scheme(value: Any, name: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        check_choice(value, name, WEIGHT_SCHEMES)
+    elif not isinstance(value, torch.Tensor):
+        per_class_numbers(value, name)
+
+
+def _positive_or_none(value: Any, name: str) -> None:
+    if value is None:
+        return
+    nonneg_number(value, name)
+    if float(value) <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def _class_frequencies(value: Any, name: str) -> None:
+    if value is not None and not isinstance(value, torch.Tensor):
+        per_class_numbers(value, name)
+
+
+_PIXEL_CHECKS = {
+    "gamma": nonneg_number,
+    "alpha": _focal_alpha,
+    "scheme": _scheme,
+    "class_frequencies": _class_frequencies,
+    "foreground_weight": _positive_or_none,
+}
+
+
+def _check_pixel_options(options: Mapping[str, Any]) -> None:
+    """The option checks of every per-voxel loss (functional and module forms)."""
+    check_options(options, _PIXEL_CHECKS)
+    alpha = options.get("alpha")
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        if options.get("activation", "softmax") != "sigmoid":
+            raise ValueError(
+                f"a scalar alpha={alpha} applies to activation='sigmoid'; for softmax pass "
+                "one weight per class"
+            )
+    scheme = options.get("scheme")
+    explicit = scheme is not None and not isinstance(scheme, str)
+    if explicit and options.get("class_frequencies") is not None:
+        raise ValueError("pass either explicit weights as scheme=[...] or class_frequencies")
+    if options.get("foreground_weight") is not None:
+        if explicit or isinstance(scheme, str):
+            raise ValueError(
+                f"foreground_weight={options['foreground_weight']} sets the class weights "
+                f"(1 on background, foreground_weight on every other class); it excludes "
+                f"scheme={scheme!r}: pass one of them"
+            )
+        if options.get("class_frequencies") is not None:
+            raise ValueError(
+                "foreground_weight sets the class weights itself; class_frequencies would be "
+                "unused: pass one of them"
+            )
+        if options.get("activation") == "sigmoid":
+            raise ValueError(
+                "foreground_weight weighs classes of a softmax (1 on class 0, w on the "
+                "others); with activation='sigmoid' every channel is foreground. Use two "
+                "channels with activation='softmax', or class_weights per channel"
+            )
 
 
 def cross_entropy_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
-    activation: str | None = "softmax",
+    activation: Activation = "softmax",
     per_image: bool = False,
     ignore_index: int | None = None,
-    class_weights: Any = None,
-    reduction: str = "mean",
+    class_weights: Weights | None = None,
+    reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     r"""Cross-entropy, :math:`-\sum_i w_{y_i} \log p_{y_i i} / \sum_i w_{y_i}`.
 
     Args:
         logits: ``(B, C, *spatial)`` float (probabilities with ``activation=None``).
         target: label map ``(B, *spatial)``, or one-hot / soft ``(B, C, *spatial)``
-            (soft cross-entropy :math:`-\sum_c w_c t_c \log p_c`). With
+            in [0, 1] (soft cross-entropy :math:`-\sum_c w_c t_c \log p_c`; with
+            softmax the target must sum to 1 over classes at every voxel). With
             ``activation="sigmoid"``: binary cross-entropy per channel, target a 0/1
-            label map for ``C = 1`` or masks / soft masks ``(B, C, *spatial)``.
-        activation: ``"softmax"`` (default), ``"sigmoid"`` or ``None``.
+            label map for ``C = 1`` or masks / soft masks ``(B, C, *spatial)`` in [0, 1].
+        activation: ``"softmax"`` (default; needs ``C >= 2``), ``"sigmoid"`` or ``None``.
         per_image: mean per image then ``reduction`` over images, or one mean over the batch.
-        ignore_index: label whose voxels are left out (label maps).
+        ignore_index: label whose voxels are left out (label maps); not a class.
         class_weights: one weight per class (per channel for sigmoid).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` over images (``per_image``).
+        validate_args: read the inputs' values to check them (label range, target
+            range and class sums, probabilities with ``activation=None``, weights);
+            ``False`` skips these host syncs (see :func:`~metricseg.losses.soft_dice_loss`).
 
     Example:
         >>> import torch
@@ -195,14 +286,15 @@ def cross_entropy_loss(
         >>> bool(torch.isclose(cross_entropy_loss(logits, labels), ref))
         True
     """
+    _check_pixel_options(locals())
     return _pixel_loss(
         logits, target, activation=activation, per_image=per_image, ignore_index=ignore_index,
-        weights=class_weights, gamma=None, reduction=reduction,
+        weights=class_weights, gamma=None, reduction=reduction, validate_args=validate_args,
     )  # fmt: skip
 
 
 def class_weights_from_frequencies(
-    frequencies: Any, scheme: str = "inverse_frequency"
+    frequencies: Weights, scheme: WeightScheme = "inverse_frequency"
 ) -> torch.Tensor:
     r"""Class weights from per-class voxel frequencies (counts or fractions).
 
@@ -240,13 +332,19 @@ def class_weights_from_frequencies(
 
 
 def _batch_frequencies(
-    target: torch.Tensor, num_classes: int, ignore_index: int | None, activation: str | None
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None,
+    activation: Activation,
+    validate_args: bool,
 ) -> torch.Tensor:
     if target.ndim >= 2 and not target.dtype.is_floating_point and target.dtype != torch.bool:
         if activation == "sigmoid" and num_classes == 1:
             keep = target != ignore_index if ignore_index is not None else None
             pos = (target == 1) if keep is None else (target == 1) & keep
             return torch.stack([pos.sum()]).to(torch.float64)
+        if validate_args:  # before bincount, which would refuse a negative label unclearly
+            check_label_range(target, "target", num_classes, ignore_index)
         flat = target.reshape(-1)
         if ignore_index is not None:
             flat = flat[flat != ignore_index]
@@ -255,26 +353,53 @@ def _batch_frequencies(
     return target.detach().to(torch.float64).sum(dims)
 
 
+def foreground_class_weights(num_classes: int, foreground_weight: float) -> torch.Tensor:
+    """Class weights ``(1, w, ..., w)``: 1 on the background (class 0), ``w`` on every other.
+
+    Example:
+        >>> foreground_class_weights(3, 5.0).tolist()
+        [1.0, 5.0, 5.0]
+    """
+    w = torch.full((num_classes,), float(foreground_weight), dtype=torch.float64)
+    w[0] = 1.0
+    return w
+
+
 def weighted_cross_entropy_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
-    scheme: str | Sequence[float] = "inverse_frequency",
-    class_frequencies: Any = None,
-    activation: str | None = "softmax",
+    scheme: WeightScheme | Weights | None = None,
+    class_frequencies: Weights | None = None,
+    foreground_weight: float | None = None,
+    activation: Activation = "softmax",
     per_image: bool = False,
     ignore_index: int | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
-    r"""Cross-entropy with class weights from class frequencies (or given explicitly).
+    r"""Cross-entropy with class weights from class frequencies, a foreground weight, or given.
+
+    The class weights :math:`w_c` come from exactly one of:
+
+    * ``scheme``, a named scheme (see :func:`class_weights_from_frequencies`) applied
+      to ``class_frequencies`` — or, when those are ``None``, to the class
+      frequencies of each batch's target (ignored voxels excluded);
+    * ``scheme``, an explicit sequence of one weight per class;
+    * ``foreground_weight`` :math:`w`: weight 1 on the background (class 0) and
+      :math:`w` on every other class — the one-parameter family a study sweeps.
+
+    ``scheme=None`` (the default) means ``"inverse_frequency"`` unless
+    ``foreground_weight`` is given. ``foreground_weight`` excludes ``scheme`` and
+    ``class_frequencies``, and applies to softmax (or probabilities), not sigmoid.
 
     Args:
-        scheme: a weighting scheme (see :func:`class_weights_from_frequencies`)
-            or an explicit sequence of one weight per class.
+        scheme: a scheme name, an explicit sequence of weights, or ``None``.
         class_frequencies: per-class voxel frequencies of the training set,
-            supplied once; ``None`` computes them from the target of each batch
-            (ignored voxels excluded). For ``activation="sigmoid"`` they are the
-            foreground frequencies of the channels.
+            supplied once; ``None`` computes them from the target of each batch.
+            For ``activation="sigmoid"`` they are the foreground frequencies of the
+            channels.
+        foreground_weight: weight of every foreground class (> 0), background 1.
         Other arguments as :func:`cross_entropy_loss`.
 
     Example:
@@ -284,26 +409,36 @@ def weighted_cross_entropy_loss(
         >>> # weights (4/3, 4): every voxel has loss ln 2 -> the weighted mean is ln 2
         >>> round(float(weighted_cross_entropy_loss(logits, labels)), 4)
         0.6931
+        >>> # foreground weight 3: (3 ln 2 + 3 * ln 2) / (3 + 3) = ln 2 again
+        >>> round(float(weighted_cross_entropy_loss(logits, labels, foreground_weight=3.0)), 4)
+        0.6931
     """
-    c = logits.shape[1] if isinstance(logits, torch.Tensor) and logits.ndim >= 2 else 0
-    if isinstance(scheme, str):
+    _check_pixel_options(locals())
+    logits = check_loss_inputs(logits, target, activation)
+    c = logits.shape[1]
+    weights: Weights
+    weights_name = "class_weights"
+    if foreground_weight is not None:
+        weights = foreground_class_weights(c, foreground_weight)
+    elif scheme is None or isinstance(scheme, str):
+        name: WeightScheme = "inverse_frequency" if scheme is None else scheme
         if class_frequencies is None:
-            if not isinstance(target, torch.Tensor):
-                raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-            class_frequencies = _batch_frequencies(target, c, ignore_index, activation)
+            check_probabilities_shape(logits, target, "logits", "target")
+            class_frequencies = _batch_frequencies(
+                target, c, ignore_index, activation, validate_args
+            )
         elif len(class_frequencies) != c:
             raise ValueError(
                 f"class_frequencies must hold one value per class ({c}), got "
                 f"{len(class_frequencies)}"
             )
-        weights: Any = class_weights_from_frequencies(class_frequencies, scheme)
+        weights = class_weights_from_frequencies(class_frequencies, name)
     else:
-        if class_frequencies is not None:
-            raise ValueError("pass either explicit weights as scheme=[...] or class_frequencies")
-        weights = scheme
+        weights, weights_name = scheme, "scheme"
     return _pixel_loss(
         logits, target, activation=activation, per_image=per_image, ignore_index=ignore_index,
-        weights=weights, gamma=None, reduction=reduction,
+        weights=weights, gamma=None, reduction=reduction, validate_args=validate_args,
+        weights_name=weights_name,
     )  # fmt: skip
 
 
@@ -312,11 +447,12 @@ def focal_loss(
     target: torch.Tensor,
     *,
     gamma: float = 2.0,
-    alpha: float | Sequence[float] | None = None,
-    activation: str | None = "softmax",
+    alpha: float | Weights | None = None,
+    activation: Activation = "softmax",
     per_image: bool = False,
     ignore_index: int | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
+    validate_args: bool = True,
 ) -> torch.Tensor:
     r"""Focal loss (Lin et al. 2017), :math:`-\alpha_{y_i}(1 - p_{y_i i})^\gamma \log p_{y_i i}`.
 
@@ -339,22 +475,17 @@ def focal_loss(
         >>> round(float(focal_loss(logits, labels)), 5)
         0.01798
     """
-    if gamma < 0 or not math.isfinite(gamma):
-        raise ValueError(f"gamma must be finite and >= 0, got {gamma}")
+    _check_pixel_options(locals())
     sigmoid_alpha = None
-    weights: Any = alpha
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-        if activation != "sigmoid":
-            raise ValueError(
-                f"a scalar alpha={alpha} applies to activation='sigmoid'; for softmax pass "
-                "one weight per class"
-            )
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"a scalar alpha must lie in [0, 1], got {alpha}")
-        sigmoid_alpha, weights = float(alpha), None
+    weights: Weights | None = None
+    if isinstance(alpha, (int, float)):  # a bool was refused by the option check
+        sigmoid_alpha = float(alpha)
+    else:
+        weights = alpha
     return _pixel_loss(
         logits, target, activation=activation, per_image=per_image, ignore_index=ignore_index,
-        weights=weights, gamma=gamma, reduction=reduction, sigmoid_alpha=sigmoid_alpha,
+        weights=weights, gamma=gamma, reduction=reduction, validate_args=validate_args,
+        sigmoid_alpha=sigmoid_alpha, weights_name="alpha",
     )  # fmt: skip
 
 
@@ -362,10 +493,23 @@ class CrossEntropyLoss(LossModule):
     """Cross-entropy, softmax or sigmoid (module form of :func:`cross_entropy_loss`)."""
 
     function = staticmethod(cross_entropy_loss)
+    option_checks = staticmethod(_check_pixel_options)
+
+    def __init__(
+        self,
+        *,
+        activation: Activation = "softmax",
+        per_image: bool = False,
+        ignore_index: int | None = None,
+        class_weights: Weights | None = None,
+        reduction: Reduction = "mean",
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(locals())
 
 
 class WeightedCrossEntropyLoss(LossModule):
-    """Cross-entropy weighted by class frequency (module form of :func:`weighted_cross_entropy_loss`).
+    """Cross-entropy with class weights (module form of :func:`weighted_cross_entropy_loss`).
 
     Example:
         >>> import torch
@@ -375,9 +519,40 @@ class WeightedCrossEntropyLoss(LossModule):
     """
 
     function = staticmethod(weighted_cross_entropy_loss)
+    option_checks = staticmethod(_check_pixel_options)
+    tensor_options = ("scheme", "class_frequencies")
+
+    def __init__(
+        self,
+        *,
+        scheme: WeightScheme | Weights | None = None,
+        class_frequencies: Weights | None = None,
+        foreground_weight: float | None = None,
+        activation: Activation = "softmax",
+        per_image: bool = False,
+        ignore_index: int | None = None,
+        reduction: Reduction = "mean",
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(locals())
 
 
 class FocalLoss(LossModule):
     """Focal loss, softmax or sigmoid (module form of :func:`focal_loss`)."""
 
     function = staticmethod(focal_loss)
+    option_checks = staticmethod(_check_pixel_options)
+    tensor_options = ("alpha",)
+
+    def __init__(
+        self,
+        *,
+        gamma: float = 2.0,
+        alpha: float | Weights | None = None,
+        activation: Activation = "softmax",
+        per_image: bool = False,
+        ignore_index: int | None = None,
+        reduction: Reduction = "mean",
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__(locals())

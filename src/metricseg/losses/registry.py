@@ -13,8 +13,9 @@ from typing import Any
 from torch import nn
 
 from metricseg.losses import lovasz, pixel, region
-from metricseg.losses._common import LossModule, option_names
+from metricseg.losses._common import nonneg_number, option_names
 from metricseg.losses.compound import CompoundLoss
+from metricseg.types import Activation, Classes, Reduction, Weights
 
 __all__ = ["LossInfo", "available", "describe", "get"]
 
@@ -28,39 +29,73 @@ class LossInfo:
     options: dict[str, Any]
 
 
-_DICE_CE_WEIGHTS = {"dice_weight": 1.0, "ce_weight": 1.0}
+def dice_ce(
+    *,
+    activation: Activation = "softmax",
+    per_image: bool = False,
+    classes: Classes | None = None,
+    ignore_index: int | None = None,
+    class_weights: Weights | None = None,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    log_loss: bool = False,
+    reduction: Reduction = "mean",
+    sync_across_processes: bool = True,
+    validate_args: bool = True,
+    dice_weight: float = 1.0,
+    ce_weight: float = 1.0,
+) -> CompoundLoss:
+    """Soft Dice + cross-entropy, ``dice_weight · Dice + ce_weight · CE``.
 
+    The Dice term is taken over the **foreground classes** by default, as in
+    nnU-Net's Dice + CE: ``classes=None`` means ``"foreground"`` (every class but
+    0) with softmax or probabilities, and ``"all"`` with ``activation="sigmoid"``,
+    where every channel is a foreground class. Pass ``classes="all"`` to include
+    the background in the Dice term (or a list of classes). The cross-entropy
+    always covers every voxel. Every other option goes to each term that takes
+    it (``class_weights`` to both).
 
-def _dice_ce_options() -> dict[str, Any]:
-    options = dict(option_names(region.soft_dice_loss))
-    for name, default in option_names(pixel.cross_entropy_loss).items():
-        options.setdefault(name, default)
-    options.update(_DICE_CE_WEIGHTS)
-    return options
-
-
-def dice_ce(**options: Any) -> CompoundLoss:
-    """Soft Dice + cross-entropy; each option goes to every term that takes it.
-
-    ``dice_weight`` and ``ce_weight`` (default 1 each) weigh the two terms.
+    Example:
+        >>> import torch
+        >>> from metricseg.losses import cross_entropy_loss, soft_dice_loss
+        >>> loss = dice_ce(smooth=0.0)
+        >>> logits, labels = torch.zeros(1, 3, 4), torch.tensor([[0, 1, 2, 2]])
+        >>> d = soft_dice_loss(logits, labels, classes="foreground", smooth=0.0)
+        >>> bool(torch.isclose(loss(logits, labels), d + cross_entropy_loss(logits, labels)))
+        True
     """
-    unknown = sorted(set(options) - set(_dice_ce_options()))
-    if unknown:
-        raise TypeError(
-            f"dice_ce got unknown option(s) {unknown}; it accepts {sorted(_dice_ce_options())}"
-        )
-    dice_weight = options.pop("dice_weight", 1.0)
-    ce_weight = options.pop("ce_weight", 1.0)
-    dice_names = option_names(region.soft_dice_loss)
-    ce_names = option_names(pixel.cross_entropy_loss)
-    dice = region.SoftDiceLoss(**{k: v for k, v in options.items() if k in dice_names})
-    ce = pixel.CrossEntropyLoss(**{k: v for k, v in options.items() if k in ce_names})
+    for name, value in (("dice_weight", dice_weight), ("ce_weight", ce_weight)):
+        nonneg_number(value, name)
+    if classes is None:
+        classes = "all" if activation == "sigmoid" else "foreground"
+    dice = region.SoftDiceLoss(
+        activation=activation, per_image=per_image, classes=classes, ignore_index=ignore_index,
+        class_weights=class_weights, smooth=smooth, squared=squared, log_loss=log_loss,
+        reduction=reduction, sync_across_processes=sync_across_processes,
+        validate_args=validate_args,
+    )  # fmt: skip
+    ce = pixel.CrossEntropyLoss(
+        activation=activation, per_image=per_image, ignore_index=ignore_index,
+        class_weights=class_weights, reduction=reduction, validate_args=validate_args,
+    )  # fmt: skip
     return CompoundLoss({"dice": dice, "ce": ce}, weights={"dice": dice_weight, "ce": ce_weight})
 
 
-def _bce(**options: Any) -> pixel.CrossEntropyLoss:
-    options.setdefault("activation", "sigmoid")
-    return pixel.CrossEntropyLoss(**options)
+def bce(
+    *,
+    activation: Activation = "sigmoid",
+    per_image: bool = False,
+    ignore_index: int | None = None,
+    class_weights: Weights | None = None,
+    reduction: Reduction = "mean",
+    validate_args: bool = True,
+) -> pixel.CrossEntropyLoss:
+    """Binary cross-entropy with logits: :class:`~metricseg.losses.CrossEntropyLoss` with
+    ``activation="sigmoid"`` by default (options as there)."""
+    return pixel.CrossEntropyLoss(
+        activation=activation, per_image=per_image, ignore_index=ignore_index,
+        class_weights=class_weights, reduction=reduction, validate_args=validate_args,
+    )  # fmt: skip
 
 
 _MODULES: dict[str, tuple[Callable[..., nn.Module], str]] = {
@@ -83,13 +118,17 @@ _MODULES: dict[str, tuple[Callable[..., nn.Module], str]] = {
         "Lovász hinge: Jaccard extension on hinge errors, binary or multi-label",
     ),
     "ce": (pixel.CrossEntropyLoss, "cross-entropy (softmax; sigmoid = binary cross-entropy)"),
-    "bce": (_bce, "binary cross-entropy with logits (cross-entropy with activation='sigmoid')"),
+    "bce": (bce, "binary cross-entropy with logits (cross-entropy with activation='sigmoid')"),
     "weighted_ce": (
         pixel.WeightedCrossEntropyLoss,
-        "cross-entropy weighted by class frequency (inverse, sqrt, median, ENet log)",
+        "cross-entropy with class weights: by class frequency (inverse, sqrt, median, "
+        "ENet log), a foreground_weight, or given",
     ),
     "focal": (pixel.FocalLoss, "focal loss -alpha (1-p)^gamma log p, softmax or sigmoid"),
-    "dice_ce": (dice_ce, "soft Dice + cross-entropy (weights dice_weight, ce_weight)"),
+    "dice_ce": (
+        dice_ce,
+        "soft Dice over the foreground classes + cross-entropy (dice_weight, ce_weight)",
+    ),
 }
 
 
@@ -104,13 +143,8 @@ def available() -> list[str]:
 
 
 def _options(name: str) -> dict[str, Any]:
-    factory = _MODULES[name][0]
-    if name == "dice_ce":
-        return _dice_ce_options()
-    if name == "bce":
-        return {**option_names(pixel.cross_entropy_loss), "activation": "sigmoid"}
-    assert isinstance(factory, type) and issubclass(factory, LossModule)
-    return option_names(factory.function)
+    # every loss is built by a callable with an explicit keyword-only signature
+    return option_names(_MODULES[name][0])
 
 
 def describe(name: str) -> LossInfo:
@@ -139,4 +173,10 @@ def get(name: str, **options: Any) -> nn.Module:
         >>> loss(logits, torch.randint(0, 3, (2, 8, 8))).backward()
     """
     _check_name(name)
+    known = _options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"loss {name!r} got unknown option(s) {unknown}; it accepts {sorted(known)}"
+        )
     return _MODULES[name][0](**options)

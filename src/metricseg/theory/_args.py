@@ -1,5 +1,5 @@
 """Argument checks of the theory module; messages name the argument, the value and
-what was expected (DESIGN.md, "Errors")."""
+what was expected (``docs/conventions.md``, "Errors")."""
 
 from __future__ import annotations
 

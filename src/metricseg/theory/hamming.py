@@ -82,7 +82,7 @@ def hamming_counterexample(
     n = check_int(num_voxels, "num_voxels", fp + fn)
     w_fp = check_weight(w_fp, "w_fp")
     w_fn = check_weight(w_fn, "w_fn")
-    h = float(_scores.hamming(fp, fn, n, w_fp, w_fn))
+    h = float(_scores.hamming(0, fp, fn, n, w_fp, w_fn))
     return HammingCase(0, fp, fn, n - fp - fn, h, 0.0, 0.0)
 
 
@@ -139,7 +139,7 @@ def inverse_frequency_counterexample(num_voxels: int, object_voxels: int = 1) ->
     n = check_int(num_voxels, "num_voxels", p + 1)
     fp = min(math.isqrt(n - 1) + 1, n - p)  # ceil(sqrt(N)), at most the background
     w_fp = n / (2 * (n - p))
-    h = float(_scores.hamming(fp, 0, n, w_fp, 0.0))
+    h = float(_scores.hamming(p, fp, 0, n, w_fp, 0.0))
     return HammingCase(
         p, fp, 0, n - p - fp, h, float(_scores.dice(p, fp, 0)), float(_scores.jaccard(p, fp, 0))
     )

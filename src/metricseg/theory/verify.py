@@ -193,24 +193,24 @@ def _dice_minus_dice_from_jaccard(tp: Any, fp: Any, fn: Any, tn: Any) -> Any:
 
 
 def _tversky_over_dice(tp: Any, fp: Any, fn: Any, tn: Any, *, alpha: float) -> Any:
-    return _scores.tversky(tp, fp, fn, alpha) / _scores.dice(tp, fp, fn)
+    return _scores.tversky(tp, fp, fn, alpha, 1 - alpha) / _scores.dice(tp, fp, fn)
 
 
 def _tversky_dice_gap(tp: Any, fp: Any, fn: Any, tn: Any, *, alpha: float) -> Any:
-    return abs(_scores.tversky(tp, fp, fn, alpha) - _scores.dice(tp, fp, fn))
+    return abs(_scores.tversky(tp, fp, fn, alpha, 1 - alpha) - _scores.dice(tp, fp, fn))
 
 
 def _hamming_loss_over_jaccard_loss(
     tp: Any, fp: Any, fn: Any, tn: Any, *, w_fp: float, w_fn: float
 ) -> Any:
     total = tp + fp + fn + tn
-    hamming_loss = 1 - _scores.hamming(fp, fn, total, w_fp, w_fn)
+    hamming_loss = 1 - _scores.hamming(tp, fp, fn, total, w_fp, w_fn)
     return hamming_loss / (1 - _scores.jaccard(tp, fp, fn))
 
 
 def _hamming_minus_dice(tp: Any, fp: Any, fn: Any, tn: Any, *, w_fp: float, w_fn: float) -> Any:
     total = tp + fp + fn + tn
-    return _scores.hamming(fp, fn, total, w_fp, w_fn) - _scores.dice(tp, fp, fn)
+    return _scores.hamming(tp, fp, fn, total, w_fp, w_fn) - _scores.dice(tp, fp, fn)
 
 
 def default_claims(
@@ -350,7 +350,8 @@ def iter_count_blocks(
         pending.append((tp, fp, fn, tn))
         pending_size += len(tp)
         if pending_size >= block_size or t == m:
-            yield tuple(np.concatenate(parts) for parts in zip(*pending))  # type: ignore[misc]
+            tps, fps, fns, tns = (np.concatenate(parts) for parts in zip(*pending))
+            yield tps, fps, fns, tns
             pending, pending_size = [], 0
 
 
@@ -468,7 +469,9 @@ def _search_one_thread(
         tp, fp, fn = c[:, TP], c[:, FP], c[:, FN]
         return tp, fp, fn, voxels - tp - fp - fn
 
-    def evaluate(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, tn: torch.Tensor):
+    def evaluate(
+        tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, tn: torch.Tensor
+    ) -> torch.Tensor:
         values = []
         for k, (i, _) in enumerate(jobs):
             sl = slice(k * restarts, (k + 1) * restarts)
@@ -559,6 +562,12 @@ class VerificationReport:
         }
 
 
+def _four(counts: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """The ``(tp, fp, fn, tn)`` where an extreme was found."""
+    tp, fp, fn, tn = counts
+    return tp, fp, fn, tn
+
+
 def verify(
     max_voxels: int = 300,
     seed: int = 0,
@@ -620,8 +629,8 @@ def verify(
         if ext.cases:
             candidates["min"].append((ext.low, ext.low_at, "enumeration"))
             candidates["max"].append((ext.high, ext.high_at, "enumeration"))
-        for key, (value, where) in found.items():
-            candidates[key].append((value, where, "search"))
+        for key, (found_value, where) in found.items():
+            candidates[key].append((found_value, where, "search"))
         if not candidates["min"]:
             raise ValueError(f"claim {claim.name!r}: its quantity is undefined on every case")
         low = min(candidates["min"], key=lambda v: v[0])
@@ -638,8 +647,8 @@ def verify(
                 claim=claim,
                 found_min=low[0],
                 found_max=high[0],
-                min_counts=low[1],  # type: ignore[arg-type]
-                max_counts=high[1],  # type: ignore[arg-type]
+                min_counts=_four(low[1]),
+                max_counts=_four(high[1]),
                 min_source=low[2],
                 max_source=high[2],
                 cases=ext.cases + (restarts * 2 if found else 0),
