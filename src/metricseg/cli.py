@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "bench": "metricseg.commands.bench",
     "train": "metricseg.commands.train",
     "evaluate": "metricseg.commands.evaluate",
+    "compare": "metricseg.commands.compare",
     "losses": "metricseg.commands.losses",
     "theory": "metricseg.commands.theory",
     "data": "metricseg.commands.data",
