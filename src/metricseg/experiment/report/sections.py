@@ -40,16 +40,21 @@ def fmt_p(x: float) -> str:
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown table.
+    """A Markdown table (a ``|`` inside a cell is escaped, so it does not split the cell).
 
     Example:
-        >>> print(md_table(("a", "b"), [[1, 2]]), end="")
+        >>> print(md_table(("a", "b"), [[1, "|α − ½|"]]), end="")
         | a | b |
         | --- | --- |
-        | 1 | 2 |
+        | 1 | \\|α − ½\\| |
     """
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |"]
+    lines.append("| " + " | ".join("---" for _ in header) + " |")
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
