@@ -29,8 +29,15 @@ writes the checkpoint, the result and the output (docs/scale.md).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", required=True, help="task name (see `metricseg data list`)")
-    parser.add_argument("--loss", required=True, help="loss name (see `metricseg losses`)")
+    _run_arguments(parser)
+    _training_arguments(parser)
+    _machine_arguments(parser)
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is trained, with which options, and where it goes."""
+    parser.add_argument("--task", required=True, help="task name (required; see `metricseg data list`)")
+    parser.add_argument("--loss", required=True, help="loss name (required; see `metricseg losses`)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     parser.add_argument(
         "-o",
@@ -54,6 +61,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="output folder (default: ./metricseg-runs)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in OUT if there is one (default: off)",
+    )
+
+
+def _training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training options of :class:`metricseg.train.TrainConfig` the command sets."""
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: 30)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default: 8)")
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 3e-3)")
@@ -85,17 +101,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="early-stopping patience in epochs (default: none)",
     )
+
+
+def _machine_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how the run executes."""
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument(
         "--amp",
         default="auto",
         choices=["auto", "bf16", "fp16", "off"],
         help="mixed precision on CUDA (default: auto)",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the checkpoint in OUT if there is one (default: off)",
     )
     parser.add_argument(
         "--threads",
