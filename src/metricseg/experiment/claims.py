@@ -248,42 +248,84 @@ def _scope(
     return _Scope(tested, not_tested, with_experiment)
 
 
-def _not_run(cid: str, title: str, scope: _Scope, what: str, rule: str) -> ClaimResult:
-    return ClaimResult(
-        id=cid,
-        title=title,
-        experiment=what,
-        tasks=[],
-        not_tested=scope.not_tested,
-        statistic="–",
-        estimate=math.nan,
-        ci=(math.nan, math.nan),
-        p_values={},
-        verdict="not run",
-        reason=f"not run: no task of the records has {what}",
-        rule=rule,
-    )
+@dataclass(frozen=True)
+class _Claim:
+    """The parts of a claim's result that do not depend on the data: its id and title,
+    the experiment it needs, the statistic it reports and its rule."""
 
+    id: str
+    title: str
+    needs: str  # the experiment, in words: "... on one task"
+    statistic: str
+    rule: str
 
-def _untestable(
-    cid: str, title: str, scope: _Scope, experiment: str, statistic: str, rule: str
-) -> ClaimResult:
-    return ClaimResult(
-        id=cid,
-        title=title,
-        experiment=experiment,
-        tasks=[],
-        not_tested=scope.not_tested,
-        statistic=statistic,
-        estimate=math.nan,
-        ci=(math.nan, math.nan),
-        p_values={},
-        verdict="inconclusive",
-        reason="the experiment ran only on tasks that cannot be tested ("
-        + "; ".join(f"{t}: {scope.not_tested[t]}" for t in scope.with_experiment)
-        + ")",
-        rule=rule,
-    )
+    def untested(self, scope: _Scope) -> ClaimResult | None:
+        """The result when no task is tested: ``"not run"`` when no task of the records has
+        the experiment, ``"inconclusive"`` when it ran only on tasks that cannot be tested;
+        None when some task is tested."""
+        if not scope.with_experiment:
+            reason = f"not run: no task of the records has {self.needs}"
+            return self.no_estimate(scope, "not run", reason, statistic="–")
+        if not scope.tested:
+            why = "; ".join(f"{t}: {scope.not_tested[t]}" for t in scope.with_experiment)
+            reason = f"the experiment ran only on tasks that cannot be tested ({why})"
+            return self.no_estimate(scope, "inconclusive", reason)
+        return None
+
+    def no_estimate(
+        self,
+        scope: _Scope,
+        verdict: Verdict,
+        reason: str,
+        *,
+        experiment: str | None = None,
+        statistic: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> ClaimResult:
+        """A result without a test to report: estimate and CI NaN, no p-values; the
+        experiment the claim needs unless ``experiment`` is given."""
+        return self.result(
+            scope,
+            experiment=self.needs if experiment is None else experiment,
+            estimate=math.nan,
+            ci=(math.nan, math.nan),
+            p_values={},
+            verdict=verdict,
+            reason=reason,
+            details=details,
+            statistic=statistic,
+        )
+
+    def result(
+        self,
+        scope: _Scope,
+        *,
+        experiment: str,
+        estimate: float,
+        ci: tuple[float, float],
+        p_values: dict[str, float],
+        verdict: Verdict,
+        reason: str,
+        details: list[dict[str, Any]] | None = None,
+        statistic: str | None = None,
+    ) -> ClaimResult:
+        """The claim's row over the tested tasks of ``scope`` (``statistic``, when given,
+        instead of the claim's own)."""
+        return ClaimResult(
+            id=self.id,
+            title=self.title,
+            experiment=experiment,
+            tasks=list(scope.tested),
+            not_tested=scope.not_tested,
+            statistic=self.statistic if statistic is None else statistic,
+            estimate=estimate,
+            ci=ci,
+            p_values=p_values,
+            verdict=verdict,
+            reason=reason,
+            rule=self.rule,
+            details=[] if details is None else details,
+        )
 
 
 def _describe_tasks(scope: _Scope, n_cases: Mapping[str, int]) -> str:
@@ -362,6 +404,52 @@ def _unit_outcomes(rows: Sequence[Mapping[str, Any]], key: str = "task") -> dict
     return {u: _combine(o) for u, o in by_unit.items()}
 
 
+def _directional_verdict(
+    rows: list[dict[str, Any]], alpha: float, key: str = "task", unit: str = "tasks"
+) -> tuple[Verdict, str, dict[str, Outcome]]:
+    """The verdict of a directional claim: Holm and each row's outcome
+    (:func:`_directional_outcomes`), one outcome per unit ``row[key]`` (:func:`_combine`
+    over its metrics), then :func:`verdict_rule` over the units. Returns the verdict, the
+    clause counting the units, and the units' outcomes."""
+    _directional_outcomes(rows, alpha)
+    units = _unit_outcomes(rows, key)
+    verdict, count = verdict_rule(list(units.values()), unit)
+    return verdict, count, units
+
+
+def _p_values(rows: Sequence[Mapping[str, Any]], *keys: str) -> dict[str, float]:
+    """Holm-adjusted p per test, labelled by the row's ``keys`` joined by ``/``."""
+    return {"/".join(f"{r[k]}" for k in keys): r["p_holm"] for r in rows}
+
+
+def _per_task_result(
+    claim: _Claim,
+    scope: _Scope,
+    rows: list[dict[str, Any]],
+    *,
+    alpha: float,
+    metric: str,
+    experiment: str,
+    evidence: Callable[[float, tuple[float, float]], str],
+) -> ClaimResult:
+    """The result of a directional claim with one unit per task (C1, C3, C4): the verdict
+    of :func:`_directional_verdict`, the headline effect on ``metric`` (:func:`_headline`),
+    p-values per task and metric, and a reason that counts the tasks, then gives
+    ``evidence(estimate, ci)``."""
+    verdict, count, _ = _directional_verdict(rows, alpha)
+    estimate, ci = _headline(rows, metric)
+    return claim.result(
+        scope,
+        experiment=experiment,
+        estimate=estimate,
+        ci=ci,
+        p_values=_p_values(rows, "task", "metric"),
+        verdict=verdict,
+        reason=f"{count}; {evidence(estimate, ci)}",
+        details=rows,
+    )
+
+
 def _fmt(x: float, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -422,6 +510,10 @@ def _losses_text(tr: TaskRecords, names: Sequence[str]) -> str:
     return ", ".join(out)
 
 
+#: the experiment C1 and C6 need
+_GROUPS_NEEDED = "metric-sensitive and CE-based losses on one task"
+
+
 def claim_c1(
     records: Records,
     tasks: Mapping[str, Mapping[str, Any]],
@@ -440,16 +532,16 @@ def claim_c1(
     tasks × metrics. A task is "for" when every metric is, "against" when any metric is.
     """
     scope = _scope(records, tasks, _lacks_groups)
-    rule = VERDICT_RULE.format(alpha=alpha)
-    what = "metric-sensitive and CE-based losses on one task"
-    if not scope.with_experiment:
-        return _not_run("C1", _C1_TITLE, scope, what, rule)
-    statistic = (
-        "mean per-case difference metric-sensitive − CE-based (each group the mean of its "
-        "losses), 95 % paired t-interval; Wilcoxon signed-rank, Holm over tasks × metrics"
+    claim = _Claim(
+        "C1",
+        _C1_TITLE,
+        needs=_GROUPS_NEEDED,
+        statistic="mean per-case difference metric-sensitive − CE-based (each group the mean of "
+        "its losses), 95 % paired t-interval; Wilcoxon signed-rank, Holm over tasks × metrics",
+        rule=VERDICT_RULE.format(alpha=alpha),
     )
-    if not scope.tested:
-        return _untestable("C1", _C1_TITLE, scope, what, statistic, rule)
+    if (untested := claim.untested(scope)) is not None:
+        return untested
     rows: list[dict[str, Any]] = []
     n_cases: dict[str, int] = {}
     for task, tr in scope.tested.items():
@@ -458,30 +550,20 @@ def claim_c1(
             if row is not None:
                 rows.append(row)
                 n_cases[task] = row["n"]
-    _directional_outcomes(rows, alpha)
-    units = _unit_outcomes(rows)
-    verdict, count = verdict_rule(list(units.values()), "tasks")
-    estimate, ci = _headline(rows, metrics[0])
     first = next(iter(scope.tested.values()))
     experiment = (
         f"tasks {_describe_tasks(scope, n_cases)}; metric-sensitive: "
         f"{_losses_text(first, METRIC_SENSITIVE_CORE)}; CE-based: {_losses_text(first, CE_BASED)}"
         + (" (losses as in the first task)" if len(scope.tested) > 1 else "")
     )
-    return ClaimResult(
-        id="C1",
-        title=_C1_TITLE,
+    return _per_task_result(
+        claim,
+        scope,
+        rows,
+        alpha=alpha,
+        metric=metrics[0],
         experiment=experiment,
-        tasks=list(scope.tested),
-        not_tested=scope.not_tested,
-        statistic=statistic,
-        estimate=estimate,
-        ci=ci,
-        p_values={f"{r['task']}/{r['metric']}": r["p_holm"] for r in rows},
-        verdict=verdict,
-        reason=f"{count}; {metrics[0]} difference {_fmt(estimate)}{_ci_text(*ci)}",
-        rule=rule,
-        details=rows,
+        evidence=lambda est, ci: f"{metrics[0]} difference {_fmt(est)}{_ci_text(*ci)}",
     )
 
 
@@ -499,6 +581,88 @@ def _lacks_c2(tr: TaskRecords) -> str | None:
     if len(present) < 2:
         return f"has fewer than two of {list(METRIC_SENSITIVE_CORE)}"
     return None
+
+
+def _c2_rule(alpha: float, margin: float, power: float) -> str:
+    """C2's own rule: when a task is 'for' or 'against' an equivalence, then the verdict."""
+    return (
+        f"Per task: 'against' when any pair differs after Holm (p < {alpha}); 'for' when no pair "
+        f"does, every pair's 95 % CI lies inside ±{margin}, every pair's minimal detectable "
+        f"difference ({power:.0%} power) is below {margin}, and the best loss beats chance; else "
+        "'neither'. Then the verdict rule: supported = 'for' on more than half of the tasks and "
+        "'against' on none; contradicted = 'against' on more than half, or on some with 'for' on "
+        "none; otherwise inconclusive."
+    )
+
+
+def _c2_pairs(
+    task: str, tr: TaskRecords, metric: str, alpha: float, confidence: float
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """C2's paired comparisons on one task and metric: a row per pair of the three losses
+    present (each loss the mean of its variants), the number of cases, and whether the
+    best of the losses beats chance."""
+    names = [n for n in METRIC_SENSITIVE_CORE if tr.variants([n])]
+    m = tr.matrix(metric, losses=tr.variants(names))
+    cols = {n: group_scores(m, tr.loss_names, [n]) for n in names}
+    best = max(names, key=lambda n: float(cols[n].mean()) if cols[n].size else -1.0)
+    above = _above_chance(cols[best], tr.chance_scores(metric), alpha)
+    rows: list[dict[str, Any]] = []
+    for a, b in itertools.combinations(names, 2):
+        row: dict[str, Any] = {"task": task, "metric": metric, "pair": f"{a} − {b}"}
+        row.update(_comparison_row(cols[a], cols[b], confidence))
+        rows.append(row)
+    return rows, m.n_cases, above
+
+
+def _c2_judge_pairs(rows: list[dict[str, Any]], alpha: float, margin: float, power: float) -> None:
+    """Holm over all pairs; adds ``p_holm``, ``significant``, the minimal detectable
+    difference ``mdd`` at ``power`` (∞ below two cases) and ``inside_margin`` (the CI
+    within ±``margin``) to each row."""
+    for row, ph in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = float(ph)
+        row["significant"] = not math.isnan(ph) and ph < alpha
+        sd = row["sd_diff"]
+        row["mdd"] = (
+            minimal_detectable_difference(
+                0.0 if math.isnan(sd) else sd,
+                row["n"],
+                alpha=alpha,
+                power=power,
+                comparisons=len(rows),
+            )
+            if row["n"] >= 2
+            else math.inf
+        )
+        row["inside_margin"] = (
+            not math.isnan(row["ci_low"]) and -margin < row["ci_low"] and row["ci_high"] < margin
+        )
+
+
+def _c2_task_outcome(
+    pairs: Sequence[Mapping[str, Any]], best_above: bool, margin: float
+) -> Outcome:
+    """One task's outcome from its judged pairs (see :func:`claim_c2`)."""
+    if any(r["significant"] for r in pairs):
+        return "against"
+    if pairs and all(r["inside_margin"] and r["mdd"] < margin for r in pairs) and best_above:
+        return "for"
+    return "neither"
+
+
+def _c2_evidence(
+    rows: Sequence[Mapping[str, Any]], largest: Mapping[str, Any], power: float, margin: float
+) -> str:
+    """The numbers behind C2's verdict: the significant pairs, the ``largest`` difference
+    and the smallest difference the tests could detect."""
+    mdd = max(r["mdd"] for r in rows)
+    n_sig = sum(r["significant"] for r in rows)
+    return (
+        f"{n_sig} of {len(rows)} pairs differ significantly; largest difference "
+        f"{largest['pair']} {_fmt(largest['estimate'])}"
+        f"{_ci_text(largest['ci_low'], largest['ci_high'])} ({largest['task']}, "
+        f"{largest['metric']}); smallest difference detectable at {power:.0%} power: "
+        f"{_fmt(mdd).lstrip('+')} (margin {margin})"
+    )
 
 
 def claim_c2(
@@ -524,97 +688,45 @@ def claim_c2(
     "neither" — not significant but not shown equal either (too few cases).
     """
     scope = _scope(records, tasks, _lacks_c2)
-    rule = (
-        f"Per task: 'against' when any pair differs after Holm (p < {alpha}); 'for' when no pair "
-        f"does, every pair's 95 % CI lies inside ±{margin}, every pair's minimal detectable "
-        f"difference ({power:.0%} power) is below {margin}, and the best loss beats chance; else "
-        "'neither'. Then the verdict rule: supported = 'for' on more than half of the tasks and "
-        "'against' on none; contradicted = 'against' on more than half, or on some with 'for' on "
-        "none; otherwise inconclusive."
+    claim = _Claim(
+        "C2",
+        _C2_TITLE,
+        needs="at least two of soft Dice, soft Jaccard, Lovász-Softmax on one task",
+        statistic="largest |mean per-case difference| between two of the three, 95 % paired "
+        "t-interval; Wilcoxon signed-rank, Holm over pairs × tasks × metrics; minimal "
+        "detectable difference",
+        rule=_c2_rule(alpha, margin, power),
     )
-    what = "at least two of soft Dice, soft Jaccard, Lovász-Softmax on one task"
-    if not scope.with_experiment:
-        return _not_run("C2", _C2_TITLE, scope, what, rule)
-    statistic = (
-        "largest |mean per-case difference| between two of the three, 95 % paired t-interval; "
-        "Wilcoxon signed-rank, Holm over pairs × tasks × metrics; minimal detectable difference"
-    )
-    if not scope.tested:
-        return _untestable("C2", _C2_TITLE, scope, what, statistic, rule)
+    if (untested := claim.untested(scope)) is not None:
+        return untested
     rows: list[dict[str, Any]] = []
     n_cases: dict[str, int] = {}
     best_above: dict[str, bool] = {}
     for task, tr in scope.tested.items():
-        names = [n for n in METRIC_SENSITIVE_CORE if tr.variants([n])]
         for metric in metrics:
-            m = tr.matrix(metric, losses=tr.variants(names))
-            n_cases[task] = m.n_cases
-            cols = {n: group_scores(m, tr.loss_names, [n]) for n in names}
-            best = max(names, key=lambda n: float(cols[n].mean()) if cols[n].size else -1.0)
-            above = _above_chance(cols[best], tr.chance_scores(metric), alpha)
+            pairs, n_cases[task], above = _c2_pairs(task, tr, metric, alpha, confidence)
             best_above[task] = best_above.get(task, True) and above
-            for a, b in itertools.combinations(names, 2):
-                row = {"task": task, "metric": metric, "pair": f"{a} − {b}"}
-                row.update(_comparison_row(cols[a], cols[b], confidence))
-                rows.append(row)
-    for row, ph in zip(rows, holm([r["p"] for r in rows])):
-        row["p_holm"] = float(ph)
-        row["significant"] = not math.isnan(ph) and ph < alpha
-        sd = row["sd_diff"]
-        row["mdd"] = (
-            minimal_detectable_difference(
-                0.0 if math.isnan(sd) else sd,
-                row["n"],
-                alpha=alpha,
-                power=power,
-                comparisons=len(rows),
-            )
-            if row["n"] >= 2
-            else math.inf
-        )
-        row["inside_margin"] = (
-            not math.isnan(row["ci_low"]) and -margin < row["ci_low"] and row["ci_high"] < margin
-        )
+            rows += pairs
+    _c2_judge_pairs(rows, alpha, margin, power)
     units: dict[str, Outcome] = {}
     for task in scope.tested:
         mine = [r for r in rows if r["task"] == task]
-        if any(r["significant"] for r in mine):
-            units[task] = "against"
-        elif (
-            mine
-            and all(r["inside_margin"] and r["mdd"] < margin for r in mine)
-            and best_above[task]
-        ):
-            units[task] = "for"
-        else:
-            units[task] = "neither"
+        units[task] = _c2_task_outcome(mine, best_above.get(task, False), margin)
         for r in mine:
             r["outcome"] = units[task]
     verdict, count = verdict_rule(list(units.values()), "tasks")
     largest = max(rows, key=lambda r: abs(r["estimate"]))
-    mdd = max(r["mdd"] for r in rows)
-    n_sig = sum(r["significant"] for r in rows)
-    return ClaimResult(
-        id="C2",
-        title=_C2_TITLE,
-        experiment=f"tasks {_describe_tasks(scope, n_cases)}; pairs of "
-        + ", ".join(
-            n
-            for n in METRIC_SENSITIVE_CORE
-            if any(tr.variants([n]) for tr in scope.tested.values())
-        ),
-        tasks=list(scope.tested),
-        not_tested=scope.not_tested,
-        statistic=statistic,
+    losses = [
+        n for n in METRIC_SENSITIVE_CORE if any(tr.variants([n]) for tr in scope.tested.values())
+    ]
+    return claim.result(
+        scope,
+        experiment=f"tasks {_describe_tasks(scope, n_cases)}; pairs of {', '.join(losses)}",
         estimate=largest["estimate"],
         ci=(largest["ci_low"], largest["ci_high"]),
-        p_values={f"{r['task']}/{r['metric']}/{r['pair']}": r["p_holm"] for r in rows},
+        p_values=_p_values(rows, "task", "metric", "pair"),
         verdict=verdict,
-        reason=f"{count}; {n_sig} of {len(rows)} pairs differ significantly; largest difference "
-        f"{largest['pair']} {_fmt(largest['estimate'])}{_ci_text(largest['ci_low'], largest['ci_high'])} "
-        f"({largest['task']}, {largest['metric']}); smallest difference detectable at "
-        f"{power:.0%} power: {_fmt(mdd).lstrip('+')} (margin {margin})",
-        rule=rule,
+        reason=f"{count}; {_c2_evidence(rows, largest, power, margin)}",
         details=rows,
     )
 
@@ -642,6 +754,40 @@ def _weight_label(options: Mapping[str, Any]) -> str:
     return "registry default"
 
 
+def _c3_rows(
+    task: str, tr: TaskRecords, metrics: Sequence[str], alpha: float, confidence: float
+) -> tuple[list[dict[str, Any]], int]:
+    """C3's test on one task: the best weighted-CE variant against the best metric-sensitive
+    loss (both by mean test Dice), a row per metric with the sweep; and the number of cases."""
+    wce = tr.variants(["weighted_ce"])
+    ms = tr.variants(METRIC_SENSITIVE_CORE)
+    dice = tr.matrix("dice", losses=wce + ms).means()
+    best_wce = max(wce, key=lambda v: dice[v])
+    best_ms = max(ms, key=lambda v: dice[v])
+    sweep = [
+        {"variant": v, "weight": _weight_label(tr.loss_options[v]), "dice": dice[v]} for v in wce
+    ]
+    rows: list[dict[str, Any]] = []
+    n_cases = 0
+    for metric in metrics:
+        m = tr.matrix(metric, losses=[best_ms, best_wce])
+        n_cases = m.n_cases
+        x, y = m.column(best_ms), m.column(best_wce)
+        row: dict[str, Any] = {
+            "task": task,
+            "metric": metric,
+            "best_metric_sensitive": best_ms,
+            "best_weighted_ce": best_wce,
+            "best_weight": _weight_label(tr.loss_options[best_wce]),
+            "sweep": sweep,
+        }
+        row.update(_comparison_row(x, y, confidence))
+        row["chance"] = float(tr.chance_scores(metric).mean())
+        row["above_chance"] = _above_chance(x, tr.chance_scores(metric), alpha)
+        rows.append(row)
+    return rows, n_cases
+
+
 def claim_c3(
     records: Records,
     tasks: Mapping[str, Mapping[str, Any]],
@@ -659,68 +805,35 @@ def claim_c3(
     Holm over tasks × metrics; the verdict rule of the module.
     """
     scope = _scope(records, tasks, _lacks_c3)
-    rule = VERDICT_RULE.format(alpha=alpha)
-    what = "a weighted_ce sweep (at least two variants) and a metric-sensitive loss on one task"
-    if not scope.with_experiment:
-        return _not_run("C3", _C3_TITLE, scope, what, rule)
-    statistic = (
-        "mean per-case difference best metric-sensitive − best weighted CE (both by mean test "
-        "Dice), 95 % paired t-interval; Wilcoxon signed-rank, Holm over tasks × metrics"
+    claim = _Claim(
+        "C3",
+        _C3_TITLE,
+        needs="a weighted_ce sweep (at least two variants) and a metric-sensitive loss on one task",
+        statistic="mean per-case difference best metric-sensitive − best weighted CE (both by "
+        "mean test Dice), 95 % paired t-interval; Wilcoxon signed-rank, Holm over tasks × metrics",
+        rule=VERDICT_RULE.format(alpha=alpha),
     )
-    if not scope.tested:
-        return _untestable("C3", _C3_TITLE, scope, what, statistic, rule)
+    if (untested := claim.untested(scope)) is not None:
+        return untested
     rows: list[dict[str, Any]] = []
     n_cases: dict[str, int] = {}
     for task, tr in scope.tested.items():
-        wce = tr.variants(["weighted_ce"])
-        ms = tr.variants(METRIC_SENSITIVE_CORE)
-        dice = tr.matrix("dice", losses=wce + ms).means()
-        best_wce = max(wce, key=lambda v: dice[v])
-        best_ms = max(ms, key=lambda v: dice[v])
-        sweep = [
-            {"variant": v, "weight": _weight_label(tr.loss_options[v]), "dice": dice[v]}
-            for v in wce
-        ]
-        for metric in metrics:
-            m = tr.matrix(metric, losses=[best_ms, best_wce])
-            n_cases[task] = m.n_cases
-            x, y = m.column(best_ms), m.column(best_wce)
-            row = {
-                "task": task,
-                "metric": metric,
-                "best_metric_sensitive": best_ms,
-                "best_weighted_ce": best_wce,
-                "best_weight": _weight_label(tr.loss_options[best_wce]),
-                "sweep": sweep,
-            }
-            row.update(_comparison_row(x, y, confidence))
-            row["chance"] = float(tr.chance_scores(metric).mean())
-            row["above_chance"] = _above_chance(x, tr.chance_scores(metric), alpha)
-            rows.append(row)
-    _directional_outcomes(rows, alpha)
-    units = _unit_outcomes(rows)
-    verdict, count = verdict_rule(list(units.values()), "tasks")
-    estimate, ci = _headline(rows, metrics[0])
+        task_rows, n_cases[task] = _c3_rows(task, tr, metrics, alpha, confidence)
+        rows += task_rows
     bests = "; ".join(
         f"{r['task']}: {r['best_weighted_ce']} ({r['best_weight']}) vs {r['best_metric_sensitive']}"
         for r in rows
         if r["metric"] == metrics[0]
     )
-    return ClaimResult(
-        id="C3",
-        title=_C3_TITLE,
+    return _per_task_result(
+        claim,
+        scope,
+        rows,
+        alpha=alpha,
+        metric=metrics[0],
         experiment=f"tasks {_describe_tasks(scope, n_cases)}; best weighted CE vs best "
         f"metric-sensitive: {bests}",
-        tasks=list(scope.tested),
-        not_tested=scope.not_tested,
-        statistic=statistic,
-        estimate=estimate,
-        ci=ci,
-        p_values={f"{r['task']}/{r['metric']}": r["p_holm"] for r in rows},
-        verdict=verdict,
-        reason=f"{count}; {metrics[0]} gap {_fmt(estimate)}{_ci_text(*ci)}",
-        rule=rule,
-        details=rows,
+        evidence=lambda est, ci: f"{metrics[0]} gap {_fmt(est)}{_ci_text(*ci)}",
     )
 
 
@@ -767,6 +880,44 @@ def _lacks_c4(tr: TaskRecords) -> str | None:
     return None
 
 
+def _c4_row(
+    task: str, tr: TaskRecords, metric: str, alpha: float, confidence: float
+) -> dict[str, Any]:
+    """C4's test on one task: each case's mean score per |α − ½| level, Page's L over the
+    levels, the effect highest level − level 0, and whether level 0 beats chance."""
+    levels, left_out = _tversky_levels(tr)
+    variants = [v for vs in levels.values() for v in vs]
+    m: CaseMatrix = tr.matrix(metric, losses=variants)
+    cols = np.stack(
+        [m.values[:, [m.losses.index(v) for v in vs]].mean(axis=1) for vs in levels.values()],
+        axis=1,
+    )
+    means = cols.mean(axis=0)
+    trend = page_trend(cols) if m.n_cases >= 2 else None
+    eff = paired_effect(cols[:, -1], cols[:, 0], confidence=confidence)
+    chance = tr.chance_scores(metric)
+    return {
+        "task": task,
+        "metric": metric,
+        "levels": list(levels),
+        "variants": {f"{lv:g}": vs for lv, vs in levels.items()},
+        "left_out": left_out,
+        "level_means": means.tolist(),
+        "monotone": bool(np.all(np.diff(means) <= 0)),
+        "n": m.n_cases,
+        "L": trend.statistic if trend else math.nan,
+        "p_decreasing": trend.p_decreasing if trend else math.nan,
+        "p_increasing": trend.p_increasing if trend else math.nan,
+        "p": trend.p if trend else math.nan,
+        "direction": -trend.direction if trend else 0,  # +1 = falling, as claimed
+        "estimate": eff.estimate,
+        "ci_low": eff.ci_low,
+        "ci_high": eff.ci_high,
+        "chance": float(chance.mean()),
+        "above_chance": _above_chance(cols[:, 0], chance, alpha),
+    }
+
+
 def claim_c4(
     records: Records,
     tasks: Mapping[str, Mapping[str, Any]],
@@ -786,77 +937,32 @@ def claim_c4(
     monotonically are in ``details``.
     """
     scope = _scope(records, tasks, _lacks_c4)
-    rule = VERDICT_RULE.format(alpha=alpha).replace(
-        "by the mean difference and the signed ranks alike", "by Page's L"
+    claim = _Claim(
+        "C4",
+        _C4_TITLE,
+        needs="soft Tversky variants at three or more |α − ½| levels (β = 1 − α) on one task",
+        statistic=f"Page's L trend test of test {metric} over |α − ½| (two-sided, Holm over "
+        "tasks); effect: mean per-case difference largest |α − ½| − α = ½, 95 % paired t-interval",
+        rule=VERDICT_RULE.format(alpha=alpha).replace(
+            "by the mean difference and the signed ranks alike", "by Page's L"
+        ),
     )
-    what = "soft Tversky variants at three or more |α − ½| levels (β = 1 − α) on one task"
-    if not scope.with_experiment:
-        return _not_run("C4", _C4_TITLE, scope, what, rule)
-    statistic = (
-        f"Page's L trend test of test {metric} over |α − ½| (two-sided, Holm over tasks); "
-        "effect: mean per-case difference largest |α − ½| − α = ½, 95 % paired t-interval"
-    )
-    if not scope.tested:
-        return _untestable("C4", _C4_TITLE, scope, what, statistic, rule)
-    rows: list[dict[str, Any]] = []
-    n_cases: dict[str, int] = {}
-    for task, tr in scope.tested.items():
-        levels, left_out = _tversky_levels(tr)
-        variants = [v for vs in levels.values() for v in vs]
-        m: CaseMatrix = tr.matrix(metric, losses=variants)
-        n_cases[task] = m.n_cases
-        cols = np.stack(
-            [m.values[:, [m.losses.index(v) for v in vs]].mean(axis=1) for vs in levels.values()],
-            axis=1,
-        )
-        means = cols.mean(axis=0)
-        trend = page_trend(cols) if m.n_cases >= 2 else None
-        eff = paired_effect(cols[:, -1], cols[:, 0], confidence=confidence)
-        chance = tr.chance_scores(metric)
-        rows.append(
-            {
-                "task": task,
-                "metric": metric,
-                "levels": list(levels),
-                "variants": {f"{lv:g}": vs for lv, vs in levels.items()},
-                "left_out": left_out,
-                "level_means": means.tolist(),
-                "monotone": bool(np.all(np.diff(means) <= 0)),
-                "n": m.n_cases,
-                "L": trend.statistic if trend else math.nan,
-                "p_decreasing": trend.p_decreasing if trend else math.nan,
-                "p_increasing": trend.p_increasing if trend else math.nan,
-                "p": trend.p if trend else math.nan,
-                "direction": -trend.direction if trend else 0,  # +1 = falling, as claimed
-                "estimate": eff.estimate,
-                "ci_low": eff.ci_low,
-                "ci_high": eff.ci_high,
-                "chance": float(chance.mean()),
-                "above_chance": _above_chance(cols[:, 0], chance, alpha),
-            }
-        )
-    _directional_outcomes(rows, alpha)
-    units = _unit_outcomes(rows)
-    verdict, count = verdict_rule(list(units.values()), "tasks")
-    estimate, ci = _headline(rows, metric)
+    if (untested := claim.untested(scope)) is not None:
+        return untested
+    rows = [_c4_row(task, tr, metric, alpha, confidence) for task, tr in scope.tested.items()]
+    n_cases = {r["task"]: r["n"] for r in rows}
     shape = "; ".join(
         f"{r['task']}: " + " → ".join(f"{v:.3f}" for v in r["level_means"]) for r in rows
     )
-    return ClaimResult(
-        id="C4",
-        title=_C4_TITLE,
+    return _per_task_result(
+        claim,
+        scope,
+        rows,
+        alpha=alpha,
+        metric=metric,
         experiment=f"tasks {_describe_tasks(scope, n_cases)}; |α − ½| levels "
         + ", ".join(f"{lv:g}" for lv in rows[0]["levels"]),
-        tasks=list(scope.tested),
-        not_tested=scope.not_tested,
-        statistic=statistic,
-        estimate=estimate,
-        ci=ci,
-        p_values={f"{r['task']}/{r['metric']}": r["p_holm"] for r in rows},
-        verdict=verdict,
-        reason=f"{count}; mean {metric} by level {shape}",
-        rule=rule,
-        details=rows,
+        evidence=lambda *_: f"mean {metric} by level {shape}",
     )
 
 
@@ -865,6 +971,15 @@ def claim_c4(
 # ---------------------------------------------------------------------------
 
 _C5_TITLE = "Dice and Jaccard rank the losses the same, and every (D, J) pair lies in the band"
+_C5_RULE = (
+    "Per task: 'against' when a pair of losses is significantly ordered (Holm, p < {alpha}) "
+    "one way by Dice and the other way by Jaccard, or a (D, J) pair leaves the band; 'for' "
+    "when the rankings of the loss means agree (τ = 1); else 'neither'. Contradicted when any "
+    "pair leaves the band; otherwise the verdict rule: supported = 'for' on more than half "
+    "of the tasks and 'against' on none; contradicted = 'against' on more than half, or on "
+    "some with 'for' on none; otherwise inconclusive. No chance-level gate (a property of "
+    "the metrics, not of training)."
+)
 
 
 def _lacks_c5(tr: TaskRecords) -> str | None:
@@ -876,6 +991,64 @@ def _same_order(x: np.ndarray, y: np.ndarray) -> bool:
         if np.sign(x[i] - x[j]) != np.sign(y[i] - y[j]):
             return False
     return True
+
+
+def _c5_flips(d: CaseMatrix, j: CaseMatrix, alpha: float) -> list[str]:
+    """Pairs of losses ordered significantly one way by Dice (``d``) and the other way by
+    Jaccard (``j``): Wilcoxon, Holm over the pairs × 2 metrics."""
+    tests = []
+    for a, b in itertools.combinations(range(len(d.losses)), 2):
+        cd = compare_paired(d.values[:, a], d.values[:, b])
+        cj = compare_paired(j.values[:, a], j.values[:, b])
+        tests.append((a, b, cd, cj))
+    adj = holm([p for _, _, cd, cj in tests for p in (cd.p, cj.p)])
+    flips = []
+    for k, (a, b, cd, cj) in enumerate(tests):
+        pd_, pj = adj[2 * k], adj[2 * k + 1]
+        if pd_ < alpha and pj < alpha and cd.direction * cj.direction == -1:
+            flips.append(f"{d.losses[a]} vs {d.losses[b]}")
+    return flips
+
+
+def _c5_row(task: str, tr: TaskRecords, alpha: float, tolerance: float) -> dict[str, Any]:
+    """C5 on one task: the two rankings of the losses' means, Kendall τ between them, the
+    significant flips, the band check on every (run, case) pair, and the task's outcome."""
+    d, j = tr.matrix("dice"), tr.matrix("jaccard")
+    dm, jm = d.values.mean(axis=0), j.values.mean(axis=0)
+    tau, p_tau = kendall_tau(dm, jm)
+    flips = _c5_flips(d, j, alpha)
+    viol = band_violation(d.per_seed, j.per_seed).ravel()
+    out = int((viol > tolerance).sum())
+    same = _same_order(dm, jm)
+    outcome: Outcome = "against" if flips or out else "for" if same else "neither"
+    return {
+        "task": task,
+        "n": d.n_cases,
+        "losses": list(d.losses),
+        "dice_means": dm.tolist(),
+        "jaccard_means": jm.tolist(),
+        "tau": tau,
+        "p_tau": p_tau,
+        "same_ranking": same,
+        "significant_flips": flips,
+        "band_pairs": int(viol.size),
+        "band_outside": out,
+        "band_max_violation": float(viol.max()) if viol.size else 0.0,
+        "outcome": outcome,
+    }
+
+
+def _c5_evidence(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The numbers behind C5's verdict: τ per task and the pairs inside the band."""
+    pairs = sum(r["band_pairs"] for r in rows)
+    outside = sum(r["band_outside"] for r in rows)
+    worst = max([0.0] + [r["band_max_violation"] for r in rows])
+    return (
+        "τ "
+        + ", ".join(f"{r['task']} {_fmt(r['tau'], 2)}" for r in rows)
+        + f"; {pairs - outside} of {pairs} (D, J) pairs in the band"
+        + (f", largest violation {worst:.1e}" if outside else "")
+    )
 
 
 def claim_c5(
@@ -897,88 +1070,33 @@ def claim_c5(
     violation makes the claim contradicted; else the verdict rule of the module.
     """
     scope = _scope(records, tasks, _lacks_c5)
-    rule = (
-        f"Per task: 'against' when a pair of losses is significantly ordered (Holm, p < {alpha}) "
-        "one way by Dice and the other way by Jaccard, or a (D, J) pair leaves the band; 'for' "
-        "when the rankings of the loss means agree (τ = 1); else 'neither'. Contradicted when any "
-        "pair leaves the band; otherwise the verdict rule: supported = 'for' on more than half "
-        "of the tasks and 'against' on none; contradicted = 'against' on more than half, or on "
-        "some with 'for' on none; otherwise inconclusive. No chance-level gate (a property of "
-        "the metrics, not of training)."
+    claim = _Claim(
+        "C5",
+        _C5_TITLE,
+        needs="two or more losses on one task",
+        statistic="Kendall τ between the rankings by mean Dice and by mean Jaccard; band check",
+        rule=_C5_RULE.format(alpha=alpha),
     )
-    what = "two or more losses on one task"
-    if not scope.with_experiment:
-        return _not_run("C5", _C5_TITLE, scope, what, rule)
-    statistic = "Kendall τ between the rankings by mean Dice and by mean Jaccard; band check"
-    if not scope.tested:
-        return _untestable("C5", _C5_TITLE, scope, what, statistic, rule)
-    rows: list[dict[str, Any]] = []
-    n_cases: dict[str, int] = {}
-    total_pairs = total_out = 0
-    worst = 0.0
-    for task, tr in scope.tested.items():
-        d, j = tr.matrix("dice"), tr.matrix("jaccard")
-        n_cases[task] = d.n_cases
-        dm, jm = d.values.mean(axis=0), j.values.mean(axis=0)
-        tau, p_tau = kendall_tau(dm, jm)
-        tests = []
-        for a, b in itertools.combinations(range(len(d.losses)), 2):
-            cd = compare_paired(d.values[:, a], d.values[:, b])
-            cj = compare_paired(j.values[:, a], j.values[:, b])
-            tests.append((a, b, cd, cj))
-        adj = holm([p for _, _, cd, cj in tests for p in (cd.p, cj.p)])
-        flips = []
-        for k, (a, b, cd, cj) in enumerate(tests):
-            pd_, pj = adj[2 * k], adj[2 * k + 1]
-            if pd_ < alpha and pj < alpha and cd.direction * cj.direction == -1:
-                flips.append(f"{d.losses[a]} vs {d.losses[b]}")
-        viol = band_violation(d.per_seed, j.per_seed).ravel()
-        out = int((viol > tolerance).sum())
-        total_pairs += int(viol.size)
-        total_out += out
-        worst = max(worst, float(viol.max()) if viol.size else 0.0)
-        same = _same_order(dm, jm)
-        outcome: Outcome = "against" if flips or out else "for" if same else "neither"
-        rows.append(
-            {
-                "task": task,
-                "n": d.n_cases,
-                "losses": list(d.losses),
-                "dice_means": dm.tolist(),
-                "jaccard_means": jm.tolist(),
-                "tau": tau,
-                "p_tau": p_tau,
-                "same_ranking": same,
-                "significant_flips": flips,
-                "band_pairs": int(viol.size),
-                "band_outside": out,
-                "band_max_violation": float(viol.max()) if viol.size else 0.0,
-                "outcome": outcome,
-            }
-        )
-    units = {r["task"]: r["outcome"] for r in rows}
-    verdict, count = verdict_rule(list(units.values()), "tasks")
-    if total_out:
+    if (untested := claim.untested(scope)) is not None:
+        return untested
+    rows = [_c5_row(task, tr, alpha, tolerance) for task, tr in scope.tested.items()]
+    verdict, count = verdict_rule([r["outcome"] for r in rows], "tasks")
+    if any(r["band_outside"] for r in rows):
         verdict = "contradicted"
     taus = [r["tau"] for r in rows]
     estimate = float(np.nanmean(taus)) if not all(math.isnan(t) for t in taus) else math.nan
     p_adj = holm([r["p_tau"] for r in rows])
-    return ClaimResult(
-        id="C5",
-        title=_C5_TITLE,
-        experiment=f"tasks {_describe_tasks(scope, n_cases)}; all losses of each task",
-        tasks=list(scope.tested),
-        not_tested=scope.not_tested,
-        statistic=statistic + " (estimate: mean τ over tasks; p: Kendall's test of τ = 0, Holm)",
+    return claim.result(
+        scope,
+        experiment=f"tasks {_describe_tasks(scope, {r['task']: r['n'] for r in rows})}; "
+        "all losses of each task",
+        statistic=claim.statistic
+        + " (estimate: mean τ over tasks; p: Kendall's test of τ = 0, Holm)",
         estimate=estimate,
         ci=(math.nan, math.nan),
         p_values={r["task"]: float(p) for r, p in zip(rows, p_adj)},
         verdict=verdict,
-        reason=f"{count}; τ "
-        + ", ".join(f"{r['task']} {_fmt(r['tau'], 2)}" for r in rows)
-        + f"; {total_pairs - total_out} of {total_pairs} (D, J) pairs in the band"
-        + (f", largest violation {worst:.1e}" if total_out else ""),
-        rule=rule,
+        reason=f"{count}; {_c5_evidence(rows)}",
         details=rows,
     )
 
@@ -988,6 +1106,44 @@ def claim_c5(
 # ---------------------------------------------------------------------------
 
 _C6_TITLE = "C1 holds for multi-class tasks and across object-size and foreground-ratio strata"
+
+
+def _c6_cells(multi_class: bool) -> list[tuple[str, tuple[str, str] | None]]:
+    """C6's cells of one task, ``(name, stratum)``: the whole task when it is multi-class
+    (stratum None), then every stratum of :data:`~metricseg.experiment.stats.STRATA`."""
+    cells: list[tuple[str, tuple[str, str] | None]] = []
+    if multi_class:
+        cells.append(("multi-class (whole task)", None))
+    cells += [(f"{by}: {label}", (by, label)) for by, bins in STRATA.items() for _, label in bins]
+    return cells
+
+
+def _c6_rows(
+    task: str,
+    tr: TaskRecords,
+    cells: Sequence[tuple[str, tuple[str, str] | None]],
+    metrics: Sequence[str],
+    *,
+    min_cases: int,
+    alpha: float,
+    confidence: float,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """C1's test in every cell of one task with ``min_cases`` or more cases (a row per
+    cell and metric), and the smaller cells (task, cell, n)."""
+    rows: list[dict[str, Any]] = []
+    small: list[dict[str, Any]] = []
+    for name, stratum in cells:
+        n = len(tr.scored_cases(stratum=stratum))
+        if n < min_cases:
+            small.append({"task": task, "cell": name, "n": n})
+            continue
+        for metric in metrics:
+            row = _group_test(tr, metric, confidence, alpha, stratum=stratum)
+            assert row is not None  # n >= min_cases >= 1
+            row["cell"] = name
+            row["unit"] = f"{task} / {name}"
+            rows.append(row)
+    return rows, small
 
 
 def claim_c6(
@@ -1009,78 +1165,53 @@ def claim_c6(
     "for" when every metric is; the verdict rule over the cells.
     """
     scope = _scope(records, tasks, _lacks_groups)
-    rule = VERDICT_RULE.format(alpha=alpha).replace("a task × stratum", "a task × stratum cell")
-    what = "metric-sensitive and CE-based losses on one task"
-    if not scope.with_experiment:
-        return _not_run("C6", _C6_TITLE, scope, what, rule)
-    statistic = (
-        "per cell as C1: mean per-case difference metric-sensitive − CE-based, 95 % paired "
-        "t-interval; Wilcoxon signed-rank, Holm over cells × metrics"
+    claim = _Claim(
+        "C6",
+        _C6_TITLE,
+        needs=_GROUPS_NEEDED,
+        statistic="per cell as C1: mean per-case difference metric-sensitive − CE-based, 95 % "
+        "paired t-interval; Wilcoxon signed-rank, Holm over cells × metrics",
+        rule=VERDICT_RULE.format(alpha=alpha).replace("a task × stratum", "a task × stratum cell"),
     )
-    if not scope.tested:
-        return _untestable("C6", _C6_TITLE, scope, what, statistic, rule)
+    if (untested := claim.untested(scope)) is not None:
+        return untested
     rows: list[dict[str, Any]] = []
     small: list[dict[str, Any]] = []
     n_cases: dict[str, int] = {}
-    multi = []
+    multi: list[str] = []
     for task, tr in scope.tested.items():
         n_cases[task] = len(tr.scored_cases())
-        cells: list[tuple[str, tuple[str, str] | None]] = []
-        if int(tasks[task].get("num_classes", len(tr.classes))) > 2:
+        multi_class = int(tasks[task].get("num_classes", len(tr.classes))) > 2
+        if multi_class:
             multi.append(task)
-            cells.append(("multi-class (whole task)", None))
-        cells += [
-            (f"{by}: {label}", (by, label)) for by, bins in STRATA.items() for _, label in bins
-        ]
-        for name, stratum in cells:
-            n = len(tr.scored_cases(stratum=stratum))
-            if n < min_cases:
-                small.append({"task": task, "cell": name, "n": n})
-                continue
-            for metric in metrics:
-                row = _group_test(tr, metric, confidence, alpha, stratum=stratum)
-                assert row is not None  # n >= min_cases >= 1
-                row["cell"] = name
-                row["unit"] = f"{task} / {name}"
-                rows.append(row)
-    if not rows:
-        return ClaimResult(
-            id="C6",
-            title=_C6_TITLE,
-            experiment=f"tasks {_describe_tasks(scope, n_cases)}",
-            tasks=list(scope.tested),
-            not_tested=scope.not_tested,
-            statistic=statistic,
-            estimate=math.nan,
-            ci=(math.nan, math.nan),
-            p_values={},
-            verdict="inconclusive",
-            reason=f"no cell has {min_cases} or more cases",
-            rule=rule,
-            details=[{**s, "outcome": "too few cases"} for s in small],
+        cells = _c6_cells(multi_class)
+        task_rows, task_small = _c6_rows(
+            task, tr, cells, metrics, min_cases=min_cases, alpha=alpha, confidence=confidence
         )
-    _directional_outcomes(rows, alpha)
-    units = _unit_outcomes(rows, key="unit")
-    verdict, count = verdict_rule(list(units.values()), "cells")
-    first = [r for r in rows if r["metric"] == metrics[0]]
-    estimate = float(np.mean([r["estimate"] for r in first]))
+        rows += task_rows
+        small += task_small
+    too_few = [{**s, "outcome": "too few cases"} for s in small]
+    if not rows:
+        reason = f"no cell has {min_cases} or more cases"
+        experiment = f"tasks {_describe_tasks(scope, n_cases)}"
+        return claim.no_estimate(
+            scope, "inconclusive", reason, experiment=experiment, details=too_few
+        )
+    verdict, count, units = _directional_verdict(rows, alpha, key="unit", unit="cells")
+    estimate = float(np.mean([r["estimate"] for r in rows if r["metric"] == metrics[0]]))
     against = [u for u, o in units.items() if o == "against"]
-    return ClaimResult(
-        id="C6",
-        title=_C6_TITLE,
+    return claim.result(
+        scope,
         experiment=f"tasks {_describe_tasks(scope, n_cases)}; multi-class: "
         f"{', '.join(multi) or 'none'}; {len(units)} cells with ≥ {min_cases} cases, "
         f"{len(small)} smaller cells left out",
-        tasks=list(scope.tested),
-        not_tested=scope.not_tested,
-        statistic=statistic + " (estimate: mean over cells)",
+        statistic=claim.statistic + " (estimate: mean over cells)",
         estimate=estimate,
         ci=(math.nan, math.nan),
-        p_values={f"{r['unit']}/{r['metric']}": r["p_holm"] for r in rows},
+        p_values=_p_values(rows, "unit", "metric"),
         verdict=verdict,
-        reason=f"{count}" + (f"; reversed in {', '.join(against)}" if against else ""),
-        rule=rule,
-        details=rows + [{**s, "outcome": "too few cases"} for s in small],
+        reason=count + (f"; reversed in {', '.join(against)}" if against else ""),
+        details=rows + too_few,
     )
 
 

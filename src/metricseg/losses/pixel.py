@@ -79,6 +79,102 @@ def _modulation(log_p: torch.Tensor, gamma: float) -> torch.Tensor:
     return one_minus.pow(gamma)
 
 
+def _flat_labels(
+    target: torch.Tensor,
+    b: int,
+    c: int,
+    activation: Activation,
+    ignore_index: int | None,
+    validate_args: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A label-map target as ``(B, N)`` int64 labels with the ignored voxels set to 0, and
+    the mask of the counted voxels (None without ``ignore_index``)."""
+    if activation == "sigmoid" and c != 1:
+        raise ValueError(
+            f"a label-map target with activation='sigmoid' needs C = 1 channel, got "
+            f"C = {c}; pass 0/1 masks (B, C, *spatial) for multi-label problems"
+        )
+    if validate_args:
+        check_label_range(target, "target", 2 if activation == "sigmoid" else c, ignore_index)
+    y = target.reshape(b, -1).to(torch.int64)
+    valid: torch.Tensor | None = None
+    if ignore_index is not None:
+        valid = y != ignore_index
+        y = y.masked_fill(~valid, 0)
+    return y, valid
+
+
+def _label_sums(
+    log_p: torch.Tensor,
+    y: torch.Tensor,
+    valid: torch.Tensor | None,
+    w: torch.Tensor | None,
+    gamma: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per-image numerator and denominator for a label map ``y`` ``(B, N)`` under softmax
+    (or probabilities ``log_p`` ``(B, C, N)``): :math:`\sum_i v_i \ell_i` with
+    :math:`v_i = w_{y_i}` (0 where ignored), over :math:`\sum_i v_i` for CE and over the
+    number of counted voxels for the focal loss."""
+    log_p_y = log_p.gather(1, y.unsqueeze(1)).squeeze(1)  # (B, N)
+    terms = -log_p_y if gamma is None else -_modulation(log_p_y, gamma) * log_p_y
+    v = w[y] if w is not None else torch.ones_like(log_p_y)
+    if valid is not None:
+        v = v * valid
+    num = (v * terms).sum(-1)
+    if gamma is None:
+        return num, v.sum(-1)
+    b, n = y.shape
+    den = valid.sum(-1).to(log_p.dtype) if valid is not None else log_p.new_full((b,), n)
+    return num, den
+
+
+def _dense_sums(
+    log_p: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, gamma: float | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per-image numerator and denominator for a one-hot / soft target ``t`` ``(B, C, N)``
+    under softmax (or probabilities): :math:`-\sum_{c,i} w_c t_{ci} \log p_{ci}` (times the
+    focal factor) over :math:`\sum_{c,i} w_c t_{ci}` for CE and over ``N`` for the focal
+    loss."""
+    b, c, n = t.shape
+    wt = t if w is None else t * w.view(1, c, 1)
+    if gamma is None:
+        return -(wt * log_p).sum((1, 2)), wt.sum((1, 2))
+    num = -(wt * _modulation(log_p, gamma) * log_p).sum((1, 2))
+    return num, log_p.new_full((b,), n)
+
+
+def _sigmoid_sums(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    log_p: torch.Tensor,
+    log_not_p: torch.Tensor,
+    w: torch.Tensor | None,
+    valid: torch.Tensor | None,
+    gamma: float | None,
+    sigmoid_alpha: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image numerator and denominator of the binary cross-entropy (focal loss with
+    ``gamma``) of every channel of the logits ``x`` ``(B, C, N)`` against the 0/1 or soft
+    target ``t``: channel weights ``w``, the ignored voxels of ``valid`` left out; the
+    denominator is the weight sum for CE and channels × counted voxels for the focal loss."""
+    terms = -(t * log_p + (1 - t) * log_not_p)  # binary cross-entropy with logits
+    if gamma is not None:
+        p = torch.sigmoid(x)
+        one_minus_pt = p + t - 2 * p * t
+        terms = terms * one_minus_pt.pow(gamma)
+        if sigmoid_alpha is not None:
+            terms = terms * (sigmoid_alpha * t + (1 - sigmoid_alpha) * (1 - t))
+    c = x.shape[1]
+    v = torch.ones_like(terms) if w is None else w.view(1, c, 1).expand_as(terms)
+    if valid is not None:
+        v = v * valid.unsqueeze(1)
+    num = (v * terms).sum((1, 2))
+    if gamma is None:
+        return num, v.sum((1, 2))
+    count = valid.sum(-1).to(x.dtype) if valid is not None else x.shape[2]
+    return num, c * count * torch.ones_like(num)
+
+
 def _pixel_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -101,72 +197,26 @@ def _pixel_loss(
         ignore_index = check_ignore_index(ignore_index, c if activation != "sigmoid" else 2)
         x = logits.reshape(b, c, -1)
         w = check_class_weights(weights, c, x, validate_args, weights_name)
+        y: torch.Tensor | None = None
         valid: torch.Tensor | None = None
         if kind == "dense":
             check_dense(target, activation, validate_args)
         if kind == "labels":
-            if activation == "sigmoid" and c != 1:
-                raise ValueError(
-                    f"a label-map target with activation='sigmoid' needs C = 1 channel, got "
-                    f"C = {c}; pass 0/1 masks (B, C, *spatial) for multi-label problems"
-                )
-            if validate_args:
-                check_label_range(
-                    target, "target", 2 if activation == "sigmoid" else c, ignore_index
-                )
-            y = target.reshape(b, -1).to(torch.int64)
-            if ignore_index is not None:
-                valid = y != ignore_index
-                y = y.masked_fill(~valid, 0)
+            y, valid = _flat_labels(target, b, c, activation, ignore_index, validate_args)
         elif ignore_index is not None:
             raise ValueError(
                 f"ignore_index={ignore_index} applies to label-map targets (B, *spatial)"
             )
         log_p, log_not_p = _log_probs(x, activation, validate_args)
-
-        if activation != "sigmoid" and kind == "labels":
-            log_p_y = log_p.gather(1, y.unsqueeze(1)).squeeze(1)  # (B, N)
-            terms = -log_p_y if gamma is None else -_modulation(log_p_y, gamma) * log_p_y
-            v = w[y] if w is not None else torch.ones_like(log_p_y)
-            if valid is not None:
-                v = v * valid
-            num = (v * terms).sum(-1)
-            if gamma is None:
-                den = v.sum(-1)
-            else:
-                den = (
-                    valid.sum(-1).to(x.dtype) if valid is not None else x.new_full((b,), y.shape[1])
-                )
-        elif activation != "sigmoid":
-            t = target.reshape(b, c, -1).to(x.dtype)
-            wt = t if w is None else t * w.view(1, c, 1)
-            if gamma is None:
-                num = -(wt * log_p).sum((1, 2))
-                den = wt.sum((1, 2))
-            else:
-                num = -(wt * _modulation(log_p, gamma) * log_p).sum((1, 2))
-                den = x.new_full((b,), x.shape[2])
+        if activation == "sigmoid":
+            t = (y == 1).unsqueeze(1) if y is not None else target.reshape(b, c, -1)
+            num, den = _sigmoid_sums(
+                x, t.to(x.dtype), log_p, log_not_p, w, valid, gamma, sigmoid_alpha
+            )
+        elif y is not None:
+            num, den = _label_sums(log_p, y, valid, w, gamma)
         else:
-            if kind == "labels":
-                t = (y == 1).to(x.dtype).unsqueeze(1)
-            else:
-                t = target.reshape(b, c, -1).to(x.dtype)
-            terms = -(t * log_p + (1 - t) * log_not_p)  # binary cross-entropy with logits
-            if gamma is not None:
-                p = torch.sigmoid(x)
-                one_minus_pt = p + t - 2 * p * t
-                terms = terms * one_minus_pt.pow(gamma)
-                if sigmoid_alpha is not None:
-                    terms = terms * (sigmoid_alpha * t + (1 - sigmoid_alpha) * (1 - t))
-            v = torch.ones_like(terms) if w is None else w.view(1, c, 1).expand_as(terms)
-            if valid is not None:
-                v = v * valid.unsqueeze(1)
-            num = (v * terms).sum((1, 2))
-            if gamma is None:
-                den = v.sum((1, 2))
-            else:
-                count = valid.sum(-1).to(x.dtype) if valid is not None else x.shape[2]
-                den = c * count * torch.ones_like(num)
+            num, den = _dense_sums(log_p, target.reshape(b, c, -1).to(x.dtype), w, gamma)
         if not per_image:
             num, den = num.sum(), den.sum()
         # no voxel counted (all ignored, or zero weight): loss 0, no gradient
