@@ -112,20 +112,21 @@ def train(
         return trainer_folder / f"fold_{fold_value}"
 
     from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.run.run_training import maybe_load_checkpoint
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     from metricseg.integrations.nnunet.trainers import TRAINERS
 
-    if nnUNet_preprocessed is None:
-        raise ValueError(
-            "nnUNet_preprocessed is not set; point it at nnU-Net's preprocessed folder"
-        )
+    preprocessed = Path(_env_folder("nnUNet_preprocessed"))
+    _env_folder("nnUNet_results")
     dataset_name = maybe_convert_to_dataset_name(
         dataset if dataset.startswith("Dataset") else int(dataset)
     )
-    folder = Path(nnUNet_preprocessed) / dataset_name
+    folder = preprocessed / dataset_name
+    if not (folder / f"{plans}.json").is_file():
+        raise ValueError(
+            f"no plans {folder / (plans + '.json')}; run nnUNetv2_plan_and_preprocess -d {dataset} first"
+        )
     plans_dict = load_json(str(folder / f"{plans}.json"))
     plans_dict["continue_training"] = continue_training
     trainer = TRAINERS[name](
@@ -142,10 +143,16 @@ def train(
 
 
 def _output_folder(dataset: str, configuration: str, name: str, plans: str) -> Path:
-    from nnunetv2.paths import nnUNet_results
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     dataset_name = maybe_convert_to_dataset_name(
         dataset if dataset.startswith("Dataset") else int(dataset)
     )
-    return Path(str(nnUNet_results)) / dataset_name / f"{name}__{plans}__{configuration}"
+    return Path(_env_folder("nnUNet_results")) / dataset_name / f"{name}__{plans}__{configuration}"
+
+
+def _env_folder(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise ValueError(f"{name} is not set; point it at nnU-Net's {name.split('_')[1]} folder")
+    return value
