@@ -34,9 +34,7 @@ def as_tensor(x: Any, name: str) -> tuple[torch.Tensor, bool]:
             # torch has no unsigned 16/32/64-bit arithmetic on all versions
             x = x.astype(np.int64)
         return torch.from_numpy(np.ascontiguousarray(x)), True
-    raise TypeError(
-        f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}"
-    )
+    raise TypeError(f"{name} must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 
 def is_integer_dtype(dtype: torch.dtype) -> bool:

@@ -63,9 +63,7 @@ def _sitk():
     try:
         import SimpleITK as sitk
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading images needs SimpleITK: pip install 'metricseg[io]'"
-        ) from exc
+        raise ImportError("reading images needs SimpleITK: pip install 'metricseg[io]'") from exc
     return sitk
 
 

@@ -87,6 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue from the latest checkpoint",
     )
     train.add_argument(
+        "--no-final-validation",
+        action="store_true",
+        help="skip nnU-Net's prediction of the validation cases after training (smoke runs)",
+    )
+    train.add_argument(
         "--npz", action="store_true", help="save validation probabilities (as nnU-Net's --npz)"
     )
 
@@ -139,6 +144,10 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"FOLD must be 0-4 or 'all', got {args.fold!r}")
     if args.num_gpus < 1:
         raise UsageError(f"--num-gpus must be at least 1, got {args.num_gpus}")
+    if args.num_gpus > 1 and args.no_final_validation:
+        raise UsageError(
+            "--no-final-validation needs --num-gpus 1 (nnU-Net's DDP run always validates)"
+        )
     options: dict[str, Any] | None = (
         parse_options(args.loss_option, "--loss-option") if args.loss_option else None
     )
@@ -181,6 +190,7 @@ def _train(args: argparse.Namespace) -> int:
         num_gpus=args.num_gpus,
         continue_training=args.continue_training,
         export_probabilities=args.npz,
+        final_validation=not args.no_final_validation,
     )
     print(folder)
     return 0

@@ -102,7 +102,9 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
-            raise ValueError(f"task {self.name!r}: spatial_dims must be 2 or 3, got {self.spatial_dims}")
+            raise ValueError(
+                f"task {self.name!r}: spatial_dims must be 2 or 3, got {self.spatial_dims}"
+            )
         if len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"task {self.name!r}: class_names has {len(self.class_names)} names for "

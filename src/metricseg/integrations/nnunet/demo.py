@@ -50,6 +50,7 @@ def write_demo_dataset(
     shape: tuple[int, int, int] = (32, 32, 32),
     seed: int = 0,
     labels: dict[str, Any] | None = None,
+    ignore_width: int = 0,
     extra_json: dict[str, Any] | None = None,
 ) -> Path:
     """Write the demo dataset under ``raw_root`` and return its folder.
@@ -63,6 +64,8 @@ def write_demo_dataset(
         seed: seed of the generator; the same seed gives the same dataset.
         labels: ``dataset.json`` labels (default background 0, large 1, small 2);
             region-based datasets give a label a list of label values here.
+        ignore_width: if > 0, the first ``ignore_width`` slices along the last axis get
+            label 3, declared as nnU-Net's ``"ignore"`` label in ``dataset.json``.
         extra_json: more ``dataset.json`` entries (e.g. ``{"regions_class_order": [1, 2]}``).
 
     Example:
@@ -89,16 +92,20 @@ def write_demo_dataset(
         label[_ball(shape, small, float(rng.uniform(0.06, 0.1) * size.min()))] = 2
         image = rng.normal(0.0, 0.5, shape).astype(np.float32)
         image += np.where(label == 1, 1.5, 0.0) + np.where(label == 2, 3.0, 0.0)
+        if ignore_width > 0:
+            label[..., :ignore_width] = 3  # the image is the same; only its labels are withheld
         write_image(folder / "imagesTr" / f"{case}_0000.nii.gz", image.astype(np.float32))
         write_image(folder / "labelsTr" / f"{case}.nii.gz", label)
     meta: dict[str, Any] = {
         "name": DEMO_NAME,
         "description": "metricseg demo: a large (1) and a small (2) ball in noise",
         "channel_names": {"0": "demo"},
-        "labels": labels or {"background": 0, "large": 1, "small": 2},
+        "labels": dict(labels or {"background": 0, "large": 1, "small": 2}),
         "numTraining": num_cases,
         "file_ending": ".nii.gz",
     }
+    if ignore_width > 0:
+        meta["labels"]["ignore"] = 3
     meta.update(extra_json or {})
     atomic_write_text(folder / "dataset.json", json.dumps(meta, indent=2) + "\n")
     return folder

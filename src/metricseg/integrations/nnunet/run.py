@@ -86,16 +86,24 @@ def train(
     num_gpus: int = 1,
     continue_training: bool = False,
     export_probabilities: bool = False,
+    final_validation: bool = True,
 ) -> Path:
     """Train nnU-Net with the metricseg trainer of ``loss``; returns the fold's output folder.
 
     ``dataset`` is nnU-Net's dataset id or name; ``fold`` 0..4 or ``"all"``. Loss options
     and the schedule are read from the environment (:func:`set_environment`). nnU-Net's
     folders come from ``nnUNet_preprocessed`` and ``nnUNet_results``.
+    ``final_validation=False`` skips nnU-Net's prediction of the fold's validation cases
+    after training (``validation/``, ``summary.json``) — for smoke runs on the CPU, where
+    it takes longer than a few training iterations; it needs ``num_gpus=1``.
     """
     import torch
 
     name = trainer_name(loss)
+    if num_gpus > 1 and not final_validation:
+        raise ValueError(
+            "final_validation=False needs num_gpus=1 (nnU-Net's DDP run always validates)"
+        )
     fold_value: int | str = fold if fold == "all" else int(fold)
     if num_gpus > 1:
         from nnunetv2.run.run_training import run_training
@@ -138,7 +146,8 @@ def train(
     )
     maybe_load_checkpoint(trainer, continue_training, False, None)
     trainer.run_training()
-    trainer.perform_actual_validation(export_probabilities)
+    if final_validation:
+        trainer.perform_actual_validation(export_probabilities)
     return Path(trainer.output_folder)
 
 
