@@ -39,11 +39,11 @@ if importlib.util.find_spec("nnunetv2") is None and os.environ.get("CI") != "tru
         allow_module_level=True,
     )
 
-from metricseg.counts import confusion  # noqa: E402
-from metricseg.integrations.nnunet import TRAINER_LOSSES, ext_trainer_path, trainer_name  # noqa: E402
-from metricseg.integrations.nnunet.demo import demo_dataset_name, write_demo_dataset  # noqa: E402
-from metricseg.io import read_image  # noqa: E402
-from metricseg.metrics import score_from_counts  # noqa: E402
+from metricseg.counts import confusion
+from metricseg.integrations.nnunet import TRAINER_LOSSES, ext_trainer_path, trainer_name
+from metricseg.integrations.nnunet.demo import demo_dataset_name, write_demo_dataset
+from metricseg.io import read_image
+from metricseg.metrics import score_from_counts
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,11 @@ ENTRY = {
 }
 LABELS = 901  # label maps, 3 classes, an ignore label
 REGIONS = 902  # regions (1 or 2) and (2), an ignore label
-SHORT = {"METRICSEG_NNUNET_EPOCHS": "1", "METRICSEG_NNUNET_ITERATIONS": "2", "METRICSEG_NNUNET_VAL_ITERATIONS": "1"}
+SHORT = {
+    "METRICSEG_NNUNET_EPOCHS": "1",
+    "METRICSEG_NNUNET_ITERATIONS": "2",
+    "METRICSEG_NNUNET_VAL_ITERATIONS": "1",
+}
 
 
 def _torchvision_works() -> bool:
@@ -109,7 +113,9 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> float:
         proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        pytest.fail(f"{cmd[0]} ... failed ({proc.returncode}); the end of {log}:\n{log.read_text()[-4000:]}")
+        pytest.fail(
+            f"{cmd[0]} ... failed ({proc.returncode}); the end of {log}:\n{log.read_text()[-4000:]}"
+        )
     return seconds
 
 
@@ -154,7 +160,9 @@ def test_train_predict_and_score_with_nnunets_commands(nnunet_root):
         env,
         root / "train.log",
     )
-    fold = root / "results" / demo_dataset_name(LABELS) / f"{name}__nnUNetPlans__3d_fullres" / "fold_0"
+    fold = (
+        root / "results" / demo_dataset_name(LABELS) / f"{name}__nnUNetPlans__3d_fullres" / "fold_0"
+    )
     assert (fold / "checkpoint_final.pth").is_file()
     log = next(fold.glob("training_log_*.txt")).read_text()
     assert f"metricseg loss {loss!r}: LovaszSoftmaxLoss(activation='softmax'" in log
@@ -179,7 +187,9 @@ def test_train_predict_and_score_with_nnunets_commands(nnunet_root):
     images.mkdir()
     names = [Path(c["reference_file"]).name.removesuffix(".nii.gz") for c in cases]
     for n in names:
-        (images / f"{n}_0000.nii.gz").symlink_to(root / "raw" / demo_dataset_name(LABELS) / "imagesTr" / f"{n}_0000.nii.gz")
+        (images / f"{n}_0000.nii.gz").symlink_to(
+            root / "raw" / demo_dataset_name(LABELS) / "imagesTr" / f"{n}_0000.nii.gz"
+        )
     out = root / "predict_out"
     args = ["-i", str(images), "-o", str(out), "-d", str(LABELS), "-c", "3d_fullres", "-f", "0",
             "-tr", name, "-device", "cpu", "-npp", "1", "-nps", "1"]  # fmt: skip
@@ -193,7 +203,9 @@ def test_train_predict_and_score_with_nnunets_commands(nnunet_root):
         np.testing.assert_array_equal(predicted, validation)
         dice = _scores(predicted, gt, 3, 3)
         assert dice.shape == (3,) and bool(np.all((dice[1:] >= 0) & (dice[1:] <= 1)))
-    print(f"\nnnUNetv2_train, 1 epoch x 2 iterations + validation, 3d_fullres 24^3: {seconds:.0f} s")
+    print(
+        f"\nnnUNetv2_train, 1 epoch x 2 iterations + validation, 3d_fullres 24^3: {seconds:.0f} s"
+    )
 
 
 @pytest.mark.parametrize(
@@ -209,32 +221,56 @@ def test_every_trainer_trains_on_nnunets_data_pipeline(nnunet_root, loss, datase
            "--loss", loss, "--epochs", "1", "--iterations", "2", "--val-iterations", "1",
            "--device", "cpu", "--no-final-validation"]  # fmt: skip
     _run(cmd, _env(root), root / f"train_{loss}_{dataset_id}.log")
-    fold = root / "results" / demo_dataset_name(dataset_id) / f"{trainer_name(loss)}__nnUNetPlans__3d_fullres" / "fold_1"
+    fold = (
+        root
+        / "results"
+        / demo_dataset_name(dataset_id)
+        / f"{trainer_name(loss)}__nnUNetPlans__3d_fullres"
+        / "fold_1"
+    )
     log = next(fold.glob("training_log_*.txt")).read_text()
     activation = "sigmoid" if dataset_id == REGIONS else "softmax"
     assert f"metricseg loss {loss!r}" in log
     if loss != "lovasz_hinge":
         assert f"activation={activation!r}" in log
-    losses = [float(line.split("train_loss")[1]) for line in log.splitlines() if "train_loss" in line]
+    losses = [
+        float(line.split("train_loss")[1]) for line in log.splitlines() if "train_loss" in line
+    ]
     val = [float(line.split("val_loss")[1]) for line in log.splitlines() if "val_loss" in line]
     assert len(losses) == len(val) == 1 and np.isfinite(losses + val).all()
     assert (fold / "checkpoint_final.pth").is_file() and not (fold / "validation").exists()
 
 
-def test_metricseg_nnunet_train_passes_the_loss_options(nnunet_root):
+def test_metricseg_nnunet_train_and_predict(nnunet_root):
+    """The wrappers: loss options from --loss-option, and prediction without nnU-Net's lookup."""
     root = nnunet_root
     cmd = [sys.executable, "-m", "metricseg", "nnunet", "train", str(LABELS), "3d_fullres", "2",
            "--loss", "soft_tversky", "--loss-option", "alpha=0.3", "--loss-option", "beta=0.7",
            "--epochs", "1", "--iterations", "1", "--val-iterations", "1", "--device", "cpu",
            "--no-final-validation"]  # fmt: skip
     _run(cmd, _env(root), root / "train_cli.log")
-    fold = root / "results" / demo_dataset_name(LABELS) / f"{trainer_name('soft_tversky')}__nnUNetPlans__3d_fullres" / "fold_2"
+    name = trainer_name("soft_tversky")
+    fold = (
+        root / "results" / demo_dataset_name(LABELS) / f"{name}__nnUNetPlans__3d_fullres" / "fold_2"
+    )
     log = next(fold.glob("training_log_*.txt")).read_text()
     assert "alpha=0.3, beta=0.7" in log
     bad = subprocess.run(
         [*cmd[:10], "--loss-option", "gama=2"], env=_env(root), capture_output=True, text=True
     )
     assert bad.returncode == 2 and "unknown option 'gama' for loss 'soft_tversky'" in bad.stderr
+
+    images, out = root / "cli_in", root / "cli_out"
+    images.mkdir()
+    raw = root / "raw" / demo_dataset_name(LABELS)
+    (images / "demo_000_0000.nii.gz").symlink_to(raw / "imagesTr" / "demo_000_0000.nii.gz")
+    cmd = [sys.executable, "-m", "metricseg", "nnunet", "predict", "--", "-i", str(images), "-o", str(out),
+           "-d", str(LABELS), "-c", "3d_fullres", "-f", "2", "-tr", name, "-chk", "checkpoint_final.pth",
+           "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"]  # fmt: skip
+    _run(cmd, _env(root, nnUNet_extTrainer=""), root / "predict_cli.log")
+    predicted, _ = read_image(out / "demo_000.nii.gz")
+    gt, _ = read_image(raw / "labelsTr" / "demo_000.nii.gz")
+    assert predicted.shape == gt.shape and set(np.unique(predicted).tolist()) <= {0, 1, 2}
 
 
 def test_brats_2d_one_loss(tmp_path):
@@ -260,7 +296,9 @@ def test_brats_2d_one_loss(tmp_path):
     images = tmp_path / "predict_in"
     images.mkdir()
     for channel in ("0000", "0001"):
-        (images / f"{subject}_{channel}.nii.gz").symlink_to(BRATS / "imagesTr" / f"{subject}_{channel}.nii.gz")
+        (images / f"{subject}_{channel}.nii.gz").symlink_to(
+            BRATS / "imagesTr" / f"{subject}_{channel}.nii.gz"
+        )
     out = tmp_path / "predict_out"
     args = ["-i", str(images), "-o", str(out), "-d", "903", "-c", "2d", "-f", "0", "-tr", trainer_name(loss),
             "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_tta", "-step_size", "1"]  # fmt: skip
@@ -270,4 +308,6 @@ def test_brats_2d_one_loss(tmp_path):
     assert predicted.shape == gt.shape == (155, 240, 240)
     dice = _scores(predicted, gt, 2, None)
     assert 0.0 <= float(dice[1]) <= 1.0
-    print(f"\nBraTS 2d, metricseg nnunet train 1 epoch x 2 iterations: {seconds:.0f} s; Dice {float(dice[1]):.3f}")
+    print(
+        f"\nBraTS 2d, metricseg nnunet train 1 epoch x 2 iterations: {seconds:.0f} s; Dice {float(dice[1]):.3f}"
+    )

@@ -26,9 +26,12 @@ METRICSEG_NNUNET_ITERATIONS, METRICSEG_NNUNET_VAL_ITERATIONS (docs/nnunet.md).
   metricseg nnunet demo-dataset "$nnUNet_raw"   a small generated dataset (Dataset901)
   metricseg nnunet train 901 3d_fullres 0 --loss soft_dice --loss-option smooth=1 \\
       --epochs 1 --iterations 2 --device cpu
+  metricseg nnunet predict -- -i IN -o OUT -d 901 -c 3d_fullres -f 0 \\
+      -tr nnUNetTrainer_metricseg_soft_dice -device cpu
 
-`nnunet train` is nnUNetv2_train on one device with the trainer handed over as a class,
-so it works where nnU-Net's trainer lookup cannot import torchvision (docs/nnunet.md).
+`nnunet train` is nnUNetv2_train on one device, `nnunet predict` nnUNetv2_predict, with
+the trainer handed over as a class: they work where nnU-Net's trainer lookup cannot
+import torchvision (a CPU-only torch; docs/nnunet.md).
 """
 
 
@@ -43,6 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     demo.add_argument("--cases", type=int, default=6, help="cases (default 6, at least 5)")
     demo.add_argument("--size", type=int, default=32, help="volume edge in voxels (default 32)")
     demo.add_argument("--seed", type=int, default=0)
+
+    predict = sub.add_parser(
+        "predict",
+        help="nnUNetv2_predict for a model of a metricseg trainer (no trainer lookup needed)",
+        description="Run nnUNetv2_predict with ARGS; the metricseg trainer of the checkpoint "
+        "is handed over as a class, so this works where nnU-Net's trainer lookup cannot "
+        "import torchvision. Put -- before ARGS.",
+    )
+    predict.add_argument(
+        "nnunet_args", nargs=argparse.REMAINDER, metavar="ARGS", help="nnUNetv2_predict's arguments"
+    )
 
     train = sub.add_parser(
         "train",
@@ -116,7 +130,29 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         print(folder)
         return 0
+    if args.nnunet_command == "predict":
+        return _predict(args)
     return _train(args)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    argv = list(args.nnunet_args)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise UsageError(
+            "give nnUNetv2_predict's arguments, e.g. -- -i IN -o OUT -d 901 -c 3d_fullres -f 0 -tr TRAINER"
+        )
+    try:
+        import nnunetv2  # noqa: F401
+    except ModuleNotFoundError:
+        raise UsageError(
+            "needs nnU-Net v2; install it with pip install 'metricseg[nnunet]'"
+        ) from None
+    from metricseg.integrations.nnunet.run import predict
+
+    predict(argv)
+    return 0
 
 
 def _list_trainers() -> int:

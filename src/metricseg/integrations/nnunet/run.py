@@ -7,7 +7,8 @@ name, so nnU-Net's lookup by name is not needed. That lookup imports every train
 module shipped with nnU-Net, among them the Primus trainers, which import ``timm`` and
 with it ``torchvision``; where torchvision cannot be imported (a CPU-only torch beside
 PyPI's CUDA build of torchvision) ``nnUNetv2_train -tr <any non-default trainer>``
-fails, and :func:`train` still works. With more than one GPU it calls nnU-Net's own
+fails, and :func:`train` still works (as does :func:`predict` for ``nnUNetv2_predict``).
+With more than one GPU it calls nnU-Net's own
 ``run_training`` (DDP), which looks the trainer up through ``nnUNet_extTrainer``.
 
 The loss options and the schedule travel as the environment variables of
@@ -32,7 +33,7 @@ from metricseg.integrations.nnunet.options import (
     trainer_name,
 )
 
-__all__ = ["set_environment", "train"]
+__all__ = ["predict", "set_environment", "train"]
 
 
 def set_environment(
@@ -165,3 +166,34 @@ def _env_folder(name: str) -> str:
     if not value:
         raise ValueError(f"{name} is not set; point it at nnU-Net's {name.split('_')[1]} folder")
     return value
+
+
+def predict(argv: list[str]) -> None:
+    """``nnUNetv2_predict`` with ``argv``, finding the metricseg trainers without nnU-Net's lookup.
+
+    nnU-Net's predictor looks the checkpoint's trainer up by name
+    (``recursive_find_trainer_class_by_name``, which needs torchvision, see the module
+    docs). For this one call, in this process, that name resolves to the metricseg
+    trainer class directly; every other name goes to nnU-Net's lookup as before. No file
+    of nnU-Net changes. ``argv`` are ``nnUNetv2_predict``'s arguments (``-i -o -d -c -f
+    -tr ...``).
+    """
+    import sys
+
+    from nnunetv2.inference import predict_from_raw_data as nnunet_predict
+
+    from metricseg.integrations.nnunet.trainers import TRAINERS
+
+    nnunet_lookup = nnunet_predict.recursive_find_trainer_class_by_name
+
+    def lookup(name: str) -> type:
+        return TRAINERS[name] if name in TRAINERS else nnunet_lookup(name)
+
+    saved_argv = sys.argv
+    nnunet_predict.recursive_find_trainer_class_by_name = lookup
+    sys.argv = ["nnUNetv2_predict", *argv]
+    try:
+        nnunet_predict.predict_entry_point()
+    finally:
+        sys.argv = saved_argv
+        nnunet_predict.recursive_find_trainer_class_by_name = nnunet_lookup
