@@ -162,7 +162,9 @@ def _list_trainers() -> int:
     for loss in TRAINER_LOSSES:
         info = describe(loss)
         options = ", ".join(
-            f"{k}={v!r}" for k, v in info.options.items() if k not in SET_BY_TRAINER
+            "per_image=<not batch_dice of the plans>" if k == "per_image" else f"{k}={v!r}"
+            for k, v in info.options.items()
+            if k not in SET_BY_TRAINER
         )
         print(f"{trainer_name(loss)}\n    {info.description}\n    options: {options}")
     return 0
