@@ -214,15 +214,32 @@ def test_train_predict_and_score_with_nnunets_commands(nnunet_root):
     + [(loss, REGIONS) for loss in TRAINER_LOSSES if loss != "lovasz_softmax"],
     ids=lambda v: str(v) if isinstance(v, str) else ("labels" if v == LABELS else "regions"),
 )
-def test_every_trainer_trains_on_nnunets_data_pipeline(nnunet_root, loss, dataset_id):
-    """One epoch of two iterations on nnU-Net's own loader and augmentation: finite losses."""
+def test_every_trainer_trains_on_nnunets_data_pipeline(nnunet_root, loss, dataset_id, monkeypatch):
+    """One epoch of two iterations on nnU-Net's own loader and augmentation: finite losses.
+
+    In this process (through :func:`metricseg.integrations.nnunet.run.train`, what
+    ``metricseg nnunet train`` runs), to spare each run nnU-Net's import time.
+    """
+    import torch
+
+    from metricseg.integrations.nnunet.run import set_environment, train
+
     root = nnunet_root
-    cmd = [sys.executable, "-m", "metricseg", "nnunet", "train", str(dataset_id), "3d_fullres", "1",
-           "--loss", loss, "--epochs", "1", "--iterations", "2", "--val-iterations", "1",
-           "--device", "cpu", "--no-final-validation"]  # fmt: skip
-    _run(cmd, _env(root), root / f"train_{loss}_{dataset_id}.log")
-    fold = (
-        root
+    for name, value in _env(root).items():
+        monkeypatch.setenv(name, value)
+    for name in list(os.environ):
+        if name.startswith("METRICSEG_NNUNET_"):
+            monkeypatch.delenv(name)
+    set_environment(loss, None, epochs=1, iterations=2, val_iterations=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fold = train(str(dataset_id), "3d_fullres", 1, loss, device="cpu", final_validation=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert (
+        fold
+        == root
         / "results"
         / demo_dataset_name(dataset_id)
         / f"{trainer_name(loss)}__nnUNetPlans__3d_fullres"

@@ -271,3 +271,39 @@ def test_a_loss_that_does_not_fit_the_dataset_fails_before_training(
         build_nnunet_loss(
             loss, options, regions=regions, ignore_label=None, batch_dice=True, num_outputs=3
         )
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize(
+    ("loss", "regions"), [(n, False) for n in LABEL_LOSSES] + [(n, True) for n in REGION_LOSSES]
+)
+def test_a_batch_without_labelled_voxels_gives_zero(loss, regions, per_image):
+    """Sparse annotations: a patch entirely in the ignored region (some losses would raise)."""
+    c = 2 if regions else 3
+    adapter = build_nnunet_loss(
+        loss, {}, regions=regions, ignore_label=3, batch_dice=not per_image, num_outputs=c
+    )
+    x = torch.randn(2, c, 4, 4, requires_grad=True)
+    if regions:
+        target = torch.zeros(2, c + 1, 4, 4, dtype=torch.int16)
+        target[:, -1] = 1
+    else:
+        target = torch.full((2, 1, 4, 4), 3, dtype=torch.int16)
+    value = adapter(x, target)
+    value.backward()
+    assert float(value.detach()) == 0.0 and bool((x.grad == 0).all())
+
+
+@pytest.mark.parametrize("loss", REGION_LOSSES)
+def test_per_image_an_image_without_labelled_voxels_scores_zero(loss):
+    adapter = build_nnunet_loss(
+        loss, {}, regions=True, ignore_label=3, batch_dice=False, num_outputs=2
+    )
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64)
+    target = torch.cat(
+        [_regions((2, 2, 4, 4), seed=8), torch.zeros(2, 1, 4, 4, dtype=torch.uint8)], 1
+    )
+    target[1, -1] = 1  # image 1: nothing labelled
+    options = {"per_image": True} | ({} if loss == "lovasz_hinge" else {"activation": "sigmoid"})
+    first = get(loss, **options)(x[:1], target[:1, :2].double())
+    assert torch.allclose(adapter(x, target), first / 2, rtol=1e-12, atol=0)

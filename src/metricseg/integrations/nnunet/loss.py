@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from metricseg.distributed import is_distributed
 from metricseg.integrations.nnunet.options import check_loss_options
 from metricseg.losses import describe, get
 
@@ -69,6 +70,11 @@ def metricseg_options(
     return full
 
 
+def _zero(output: torch.Tensor) -> torch.Tensor:
+    """A loss of 0 that still depends on ``output`` (zero gradients; DDP sees every parameter used)."""
+    return output.sum() * 0.0
+
+
 def _label_map(target: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     """nnU-Net's ``(B, 1, *spatial)`` label map (any dtype) as an integer ``(B, *spatial)``."""
     if target.ndim == output.ndim:
@@ -91,6 +97,9 @@ class NnUNetLoss(nn.Module):
         regions: region-based training (sigmoid, masks ``(B, R, *spatial)``).
         has_ignore: the dataset has an ignore label (for regions: the target's
             last channel marks the ignored voxels).
+        ignore_label: the ignore label of label-map targets (``None`` for regions).
+        syncs: the loss sums or gathers over DDP processes with ``per_image=False``
+            (``sync_across_processes``).
         per_image: the ``per_image`` the loss was built with.
         reduction: the ``reduction`` the loss was built with (``"mean"`` or ``"sum"``).
 
@@ -111,6 +120,8 @@ class NnUNetLoss(nn.Module):
         has_ignore: bool,
         per_image: bool = False,
         reduction: str = "mean",
+        ignore_label: int | None = None,
+        syncs: bool = True,
     ) -> None:
         super().__init__()
         if reduction not in ("mean", "sum"):
@@ -120,14 +131,35 @@ class NnUNetLoss(nn.Module):
         self.has_ignore = has_ignore
         self.per_image = per_image
         self.reduction = reduction
+        self.ignore_label = None if regions else ignore_label
+        self.syncs = syncs
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not self.regions:
-            return self.loss(output, _label_map(target, output))
+            labels = _label_map(target, output)
+            if self.ignore_label is not None and self._nothing_labelled(
+                labels != self.ignore_label
+            ):
+                return _zero(output)
+            return self.loss(output, labels)
         masks, keep = self._region_masks(output, target)
         if keep is None or bool(keep.all()):
             return self.loss(output, masks)
+        if self._nothing_labelled(keep):
+            return _zero(output)
         return self._without_ignored(output, masks, keep)
+
+    def _nothing_labelled(self, keep: torch.Tensor) -> bool:
+        """No voxel of the batch is labelled, and the loss needs no other process to know.
+
+        With sparse annotations a whole patch can lie in the ignored region; then the loss
+        is 0 with zero gradients (some losses would raise on it: the Lovász hinge on no
+        voxels, weighted CE on no class frequencies). A batch loss that takes part in a
+        collective under DDP is still called, so that no process waits for this one.
+        """
+        if bool(keep.any()):
+            return False
+        return not (self.syncs and not self.per_image and is_distributed())
 
     def _region_masks(
         self, output: torch.Tensor, target: torch.Tensor
@@ -158,10 +190,13 @@ class NnUNetLoss(nn.Module):
 
         if not self.per_image:
             return self.loss(kept(output, keep), kept(masks, keep))
+        # an image without a labelled voxel scores 0, as metricseg's per-image losses give it
         values = [
             self.loss(
                 kept(output[b : b + 1], keep[b : b + 1]), kept(masks[b : b + 1], keep[b : b + 1])
             )
+            if bool(keep[b].any())
+            else _zero(output[b : b + 1])
             for b in range(output.shape[0])
         ]
         stacked = torch.stack(values)
@@ -209,6 +244,8 @@ def build_nnunet_loss(
             has_ignore=ignore_label is not None,
             per_image=bool(full.get("per_image", False)),
             reduction=str(full.get("reduction", "mean")),
+            ignore_label=ignore_label,
+            syncs=_syncs(loss, full),
         )
         _try_out(adapter, loss, full, regions, ignore_label, num_outputs)
     except (TypeError, ValueError) as exc:
@@ -217,6 +254,12 @@ def build_nnunet_loss(
             f"({kind}): {exc}"
         ) from exc
     return adapter
+
+
+def _syncs(loss: str, options: Mapping[str, Any]) -> bool:
+    return "sync_across_processes" in describe(loss).options and bool(
+        options.get("sync_across_processes", True)
+    )
 
 
 def _try_out(
@@ -237,6 +280,8 @@ def _try_out(
         has_ignore=adapter.has_ignore,
         per_image=adapter.per_image,
         reduction=adapter.reduction,
+        ignore_label=adapter.ignore_label,
+        syncs=False,
     )
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2, num_outputs, 4, 4, generator=gen)
