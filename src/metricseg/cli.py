@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "losses": "metricseg.commands.losses",
     "theory": "metricseg.commands.theory",
     "data": "metricseg.commands.data",
+    "nnunet": "metricseg.commands.nnunet",
 }
 
 
