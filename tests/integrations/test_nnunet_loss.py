@@ -261,7 +261,7 @@ def test_label_target_with_channels_is_refused():
             {"class_weights": [1, 1]},
             r"class_weights must hold one weight per class \(3",
         ),
-        ("focal", False, {"gamma": -1}, r"gamma must be finite and >= 0"),
+        ("focal", False, {"gamma": -1}, r"gamma must be a finite number >= 0"),
     ],
 )
 def test_a_loss_that_does_not_fit_the_dataset_fails_before_training(
