@@ -186,8 +186,8 @@ def distribute_loss_options(
     An option no loss of the study takes, or one a loss does not take, is a ValueError.
 
     Example:
-        >>> distribute_loss_options(["soft_dice", "ce"], {"classes": "foreground"}, {"ce": {"label_smoothing": 0.1}})
-        {'soft_dice': {'classes': 'foreground'}, 'ce': {'label_smoothing': 0.1}}
+        >>> distribute_loss_options(["soft_dice", "ce"], {"classes": "foreground"}, {"ce": {"class_weights": [1.0, 2.0]}})
+        {'soft_dice': {'classes': 'foreground'}, 'ce': {'class_weights': [1.0, 2.0]}}
     """
     out: dict[str, dict[str, Any]] = {loss: {} for loss in losses}
     for key, value in (general or {}).items():
@@ -499,8 +499,6 @@ def execute_run(spec: RunSpec, paths: RunPaths, progress: bool | None = None) ->
     The hook :func:`metricseg.experiment.grid.run_one` calls under the run's lock.
     """
     del progress  # nnU-Net's output goes to the fold's log file
-    from importlib.metadata import version
-
     from metricseg.io import read_image
 
     options = spec.task_options
@@ -592,8 +590,17 @@ def execute_run(spec: RunSpec, paths: RunPaths, progress: bool | None = None) ->
         resumed_from_epoch=resumed_from,
         seconds={"train": t1 - t0 if not finished else 0.0, "evaluate": time.perf_counter() - t1},
         rows=rows,
-        versions={"nnunetv2": version("nnunetv2")},
+        versions={"nnunetv2": _nnunet_version()},
     )
+
+
+def _nnunet_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nnunetv2")
+    except PackageNotFoundError:  # scoring a finished fold needs no nnU-Net
+        return "not installed"
 
 
 def report_notes(bench: NnUNetBench, out_dir: str | Path) -> list[str]:
