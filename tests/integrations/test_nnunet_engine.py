@@ -33,12 +33,11 @@ from metricseg.experiment.scoring import case_rows
 from metricseg.experiment.spec import RunSpec
 from metricseg.integrations.nnunet.bench import (
     MARKER,
-    _claim_fold_folder,
+    claim_fold_folder,
     distribute_loss_options,
     fold_folder,
     prepare_bench,
     report_notes,
-    run_bench,
 )
 from metricseg.integrations.nnunet.checkpoint import load_checkpoint_weights_only
 from metricseg.integrations.nnunet.layout import (
@@ -286,19 +285,19 @@ def test_fold_folder_belongs_to_its_run(tmp_path):
     spec = RunSpec("nnunet:X", "ce", fold=0, task_options={"x": 1})
     other = RunSpec("nnunet:X", "ce", fold=0, task_options={"x": 2})
     folder = tmp_path / "fold_0"
-    _claim_fold_folder(folder, spec)
+    claim_fold_folder(folder, spec.to_dict())
     assert json.loads((folder / MARKER).read_text()) == spec.to_dict()
     (folder / "checkpoint_latest.pth").write_bytes(b"x")
-    _claim_fold_folder(folder, spec)  # the same run: kept, to resume
+    claim_fold_folder(folder, spec.to_dict())  # the same run: kept, to resume
     assert (folder / "checkpoint_latest.pth").exists()
-    _claim_fold_folder(folder, other)  # another spec's training: started afresh
+    claim_fold_folder(folder, other.to_dict())  # another spec's training: started afresh
     assert not (folder / "checkpoint_latest.pth").exists()
     assert json.loads((folder / MARKER).read_text()) == other.to_dict()
     foreign = tmp_path / "fold_1"
     foreign.mkdir()
     (foreign / "checkpoint_final.pth").write_bytes(b"x")
     with pytest.raises(ValueError, match="metricseg bench did not start"):
-        _claim_fold_folder(foreign, spec)
+        claim_fold_folder(foreign, spec.to_dict())
     assert (foreign / "checkpoint_final.pth").exists()
 
 
@@ -332,10 +331,18 @@ def _handmade(root: Path) -> Path:
     return folder
 
 
+def _fold(spec: RunSpec, out: Path) -> Path:
+    return fold_folder(out, spec.loss, spec.task_options, spec.fold)
+
+
+def _specs(*args, **kwargs) -> list[RunSpec]:
+    return [RunSpec(**f) for f in prepare_bench(*args, **kwargs).run_fields()]
+
+
 def _finish_fold(spec: RunSpec, out: Path, folder: Path, seed: int) -> None:
     """What nnU-Net leaves in a fold after training and validation (predictions, logs)."""
-    fold = fold_folder(spec, out)
-    _claim_fold_folder(fold, spec)
+    fold = _fold(spec, out)
+    claim_fold_folder(fold, spec.to_dict())
     (fold / "checkpoint_final.pth").write_bytes(b"never read")
     (fold / "validation").mkdir()
     (fold / "validation" / "summary.json").write_text("{}")
@@ -349,7 +356,8 @@ def _finish_fold(spec: RunSpec, out: Path, folder: Path, seed: int) -> None:
         write_image(fold / "validation" / f"{case}.nii.gz", pred.astype(np.uint8))
 
 
-def test_bench_over_finished_folds_scores_every_validation_case(tmp_path, monkeypatch):
+def test_bench_over_finished_folds_scores_every_validation_case(tmp_path, monkeypatch, capsys):
+    """The command over folds nnU-Net has finished: no training, every case scored, the report."""
     folder = _handmade(tmp_path)
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "pre"))
     monkeypatch.delenv("nnUNet_raw", raising=False)
@@ -360,10 +368,11 @@ def test_bench_over_finished_folds_scores_every_validation_case(tmp_path, monkey
     ):
         monkeypatch.delenv(var, raising=False)
     out = tmp_path / "out"
-    bench, specs = prepare_bench(
-        "905", out, losses=["soft_dice", "ce"], folds=[0, 2], epochs=2, device="cpu",
-        loss_options={"soft_dice": {"classes": "foreground"}},
-    )  # fmt: skip
+    losses = ["soft_dice", "ce"]
+    options = distribute_loss_options(losses, {}, {"soft_dice": {"classes": "foreground"}})
+    bench = prepare_bench("905", out, losses=losses, folds=[0, 2], epochs=2, device="cpu",
+                          loss_options=options)  # fmt: skip
+    specs = [RunSpec(**f) for f in bench.run_fields()]
     assert [(s.loss, s.fold) for s in specs] == [
         ("soft_dice", 0),
         ("soft_dice", 2),
@@ -375,19 +384,24 @@ def test_bench_over_finished_folds_scores_every_validation_case(tmp_path, monkey
     assert dict(specs[0].loss_options) == {"classes": "foreground"}
     for i, spec in enumerate(specs):
         _finish_fold(spec, out, folder, seed=i)
-    outcomes = run_bench(specs, out)
-    assert [o.error for o in outcomes] == [None] * 4
+    argv = ["bench", "--engine", "nnunet", "--dataset", "905", "--losses", "soft_dice,ce",
+            "--folds", "0,2", "--epochs", "2", "--device", "cpu", "--no-plots",
+            "--loss-option", "soft_dice:classes=foreground", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("test Dice") == 4
     for spec in specs:
         result = load_result(result_path(spec, out))
+        assert result["spec"] == spec.to_dict()
         assert result["task_info"]["independent"] is True
         assert result["task_info"]["class_names"] == ["background", "a", "b"]
         assert [h["val_dice"] for h in result["history"]] == pytest.approx([0.15, 0.35])
         assert result["best_epoch"] == result["epochs_run"] == 2
+        assert result["seconds"]["train"] == 0.0  # finished folds: nothing trained
         val = read_splits(folder)[spec.fold]["val"]
         assert sorted({r["case"] for r in result["rows"]}) == sorted(val)
         for row in result["rows"]:
             assert row["subject"] == row["case"]
-            pred, _ = read_image(fold_folder(spec, out) / "validation" / f"{row['case']}.nii.gz")
+            pred, _ = read_image(_fold(spec, out) / "validation" / f"{row['case']}.nii.gz")
             gt, _ = read_image(folder / "gt_segmentations" / f"{row['case']}.nii.gz")
             keep, c = gt != 3, row["class_index"]
             tp = int(np.sum((pred == c) & (gt == c)))
@@ -395,14 +409,20 @@ def test_bench_over_finished_folds_scores_every_validation_case(tmp_path, monkey
             fn = int(np.sum((pred != c) & (gt == c)))
             assert (row["tp"], row["fp"], row["fn"], row["voxels"]) == (tp, fp, fn, int(keep.sum()))
             assert row["dice"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    summary = (out / "summary.md").read_text()
+    assert "## Claims of the paper, tested" in summary and "| C1 |" in summary
+    assert "nnU-Net's pseudo Dice" in summary and "ignore label 3" in summary
     # the same bench again keeps every result
-    assert [o.status for o in run_bench(specs, out)] == ["kept"] * 4
-    # a foreign fold folder is refused, not overwritten
-    _, (spec3,) = prepare_bench("905", out, losses=["focal"], folds=[3], device="cpu")
-    fold3 = fold_folder(spec3, out)
-    fold3.mkdir(parents=True)
-    (outcome,) = run_bench([spec3], out)
-    assert not outcome.ok and "did not start" in outcome.error
+    assert main(argv) == 0
+    assert capsys.readouterr().out.count("finished earlier, kept") == 4
+    # a fold folder the bench did not make is refused, not overwritten
+    (spec3,) = _specs("905", out, losses=["focal"], folds=[3], device="cpu")
+    _fold(spec3, out).mkdir(parents=True)
+    argv3 = ["bench", "--engine", "nnunet", "--dataset", "905", "--losses", "focal", "--folds",
+             "3", "--device", "cpu", "--no-plots", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv3) == 1
+    assert "did not start" in (result_path(spec3, out).with_suffix(".error.txt")).read_text()
+    assert list(_fold(spec3, out).iterdir()) == []
     notes = report_notes(bench, out)
     assert any("pseudo Dice" in n for n in notes) and any("ignore label 3" in n for n in notes)
 
@@ -431,9 +451,7 @@ def test_prepare_refuses_what_cannot_run(tmp_path, monkeypatch):
         )
     # the schedule variables of the environment are the default, recorded in the spec
     env2 = {**env, "METRICSEG_NNUNET_EPOCHS": "7"}
-    _, specs = prepare_bench(
-        "905", tmp_path / "o", losses=["ce"], folds=[0], environ=env2, device="cpu"
-    )
+    specs = _specs("905", tmp_path / "o", losses=["ce"], folds=[0], environ=env2, device="cpu")
     assert specs[0].train["epochs"] == 7
 
 
@@ -522,7 +540,7 @@ def test_bench_engine_nnunet_end_to_end(tmp_path):
             assert result["task_info"]["independent"] is True
             assert result["task_info"]["n_test"] == len(splits[fold]["val"]) == 2
             # every validation case of the fold, scored from nnU-Net's files
-            fold_dir = fold_folder(spec, out)
+            fold_dir = _fold(spec, out)
             summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
             theirs = {Path(c["reference_file"]).name.removesuffix(".nii.gz"): c["metrics"]
                       for c in summary["metric_per_case"]}  # fmt: skip
@@ -583,7 +601,7 @@ def test_bench_engine_nnunet_end_to_end(tmp_path):
     stdout, _ = _bench(root, "--losses", "ce", "--folds", "0", "--epochs", "3")
     again = load_result(out / "runs" / name / "ce" / "seed0-fold0.json")
     assert again["epochs_run"] == 3 and again["spec"]["train"]["epochs"] == 3
-    fold_dir = fold_folder(specs["ce", 0], out)
+    fold_dir = _fold(specs["ce", 0], out)
     assert len(list(fold_dir.glob("training_log_*.txt"))) == 1
     assert json.loads((fold_dir / MARKER).read_text()) == again["spec"]
     print(f"\nmetricseg bench --engine nnunet, 2 losses x 2 folds (plan + 4 trainings): {seconds:.0f} s; "

@@ -414,7 +414,59 @@ def _nnunet_command_line(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def _execute_nnunet_run(spec: Any, paths: Any, progress: bool | None = None) -> None:
+    """One run of ``--engine nnunet`` (the ``execute`` hook of ``grid.run_one``, under the
+    run's lock): nnU-Net trains the fold unless it finished, then every validation case of
+    the fold is scored with ``scoring.case_rows`` and the result file written."""
+    import time
+
+    from metricseg.experiment.grid import write_result
+    from metricseg.experiment.scoring import case_rows
+    from metricseg.integrations.nnunet import bench as nnunet
+    from metricseg.integrations.nnunet.layout import training_history
+    from metricseg.io import read_image
+
+    del progress  # nnU-Net's console output goes to the fold's log file
+    options, fold = spec.task_options, int(spec.fold)
+    dataset = nnunet.check_run(options, fold)
+    folder = nnunet.fold_folder(paths.root, spec.loss, options, fold)
+    nnunet.claim_fold_folder(folder, spec.to_dict())
+    t0 = time.perf_counter()
+    trained = not nnunet.fold_finished(folder)
+    if trained:
+        nnunet.train_fold(folder, loss=spec.loss, fold=fold, task_options=options,
+                          train=spec.train, loss_options=spec.loss_options)  # fmt: skip
+    t1 = time.perf_counter()
+    labels, cases = nnunet.validation_cases(folder, dataset, fold)
+    rows: list[dict[str, Any]] = []
+    dims = 0
+    for case, prediction, truth in cases:
+        pred, _ = read_image(prediction)
+        gt, _ = read_image(truth)
+        dims = gt.ndim
+        rows += case_rows(pred, gt, labels.num_classes, case_id=case, subject=case,
+                          class_names=labels.class_names, ignore_index=labels.ignore_index)  # fmt: skip
+    history, resumed_from = training_history(folder)
+    last = history[-1] if history else None
+    write_result(
+        paths.result,
+        spec,
+        task_info=nnunet.run_task_info(dataset, options, fold, labels, dims),
+        config=nnunet.run_config(spec.loss, options, spec.train, folder),
+        history=history,
+        # nnU-Net's final validation predicts with the final checkpoint: no epoch is selected
+        best_epoch=last["epoch"] if last else None,
+        best_val_dice=last["val_dice"] if last else float("nan"),
+        epochs_run=len(history),
+        resumed_from_epoch=resumed_from,
+        seconds={"train": t1 - t0 if trained else 0.0, "evaluate": time.perf_counter() - t1},
+        rows=rows,
+        versions={"nnunetv2": nnunet.nnunet_version()},
+    )
+
+
 def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
+    """``--engine nnunet``: the study's runs with nnU-Net as the network, then the report."""
     import datetime
     import platform
     import time
@@ -422,21 +474,15 @@ def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
 
     import torch
 
-    try:
-        import nnunetv2  # noqa: F401
-    except ModuleNotFoundError:
-        raise UsageError(
-            "--engine nnunet needs nnU-Net v2; install it with pip install 'metricseg[nnunet]'"
-        ) from None
-    from metricseg.experiment.grid import finished_results
+    from metricseg.experiment.grid import finished_results, run_one_safe
     from metricseg.experiment.report import build_report, print_tables
+    from metricseg.experiment.spec import RunSpec, run_paths
     from metricseg.experiment.study import outcome_line
     from metricseg.integrations.nnunet.bench import (
         DEFAULT_LOSSES,
         distribute_loss_options,
         prepare_bench,
         report_notes,
-        run_bench,
     )
 
     t_start = time.perf_counter()
@@ -445,7 +491,7 @@ def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
     losses = args.losses or list(DEFAULT_LOSSES)
     general, per_loss = _nnunet_loss_options(args.loss_option)
     try:
-        bench, specs = prepare_bench(
+        bench = prepare_bench(
             args.dataset,
             out,
             configuration=args.configuration or "3d_fullres",
@@ -459,6 +505,9 @@ def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
             device=device,
             log=lambda message: console.print(f"[yellow]note:[/yellow] {message}"),
         )
+        specs = [RunSpec(**fields) for fields in bench.run_fields()]
+        for spec in specs:
+            run_paths(spec, out)  # every path checked to stay inside OUT before run 1
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except RuntimeError as exc:
@@ -468,7 +517,10 @@ def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
         f"{len(bench.losses)} losses × {len(bench.folds)} folds = {len(specs)} nnU-Net trainings "
         f"→ {out}/  (one at a time, device {device})"
     )
-    outcomes = run_bench(specs, out, on_done=lambda i, n, o: console.print(outcome_line(i, n, o)))
+    outcomes = []
+    for i, spec in enumerate(specs, 1):  # one at a time: an nnU-Net training takes the device
+        outcomes.append(run_one_safe(spec, out, execute=_execute_nnunet_run))
+        console.print(outcome_line(i, len(specs), outcomes[-1]))
     wall = time.perf_counter() - t_start
     results = finished_results(specs, out)
     if not results:
@@ -484,7 +536,7 @@ def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
     header = {
         "command": _nnunet_command_line(args),
         "study": f"nnU-Net {bench.dataset} {bench.configuration}: {len(specs)} runs ({trained} "
-        f"trained now, {len(outcomes) - trained - len(failed)} kept from before, "
+        f"trained or scored now, {len(outcomes) - trained - len(failed)} kept from before, "
         f"{len(failed)} failed)",
         "wall time": f"{wall:.0f} s ({wall / 60:.1f} min) for this invocation",
         "machine": f"{platform.machine()}, {usable_cores()} usable cores, torch "

@@ -1,18 +1,17 @@
-"""The study with nnU-Net as the network: ``metricseg bench --engine nnunet``.
+"""nnU-Net's side of ``metricseg bench --engine nnunet``: the study with nnU-Net as the network.
 
 One run per loss × fold of nnU-Net's cross-validation (``splits_final.json``): nnU-Net
 trains the fold with the metricseg trainer of the loss (``metricseg nnunet train`` in a
-child process, so each training starts from a clean interpreter), predicts the fold's
-validation cases with its final checkpoint (nnU-Net's own final validation), and
-metricseg scores every one of those predictions against nnU-Net's ground truth
-(``nnUNet_preprocessed/<Dataset>/gt_segmentations``) with
-:func:`metricseg.experiment.scoring.case_rows` — the one scoring path of the study.
-
-Each run writes the result file of metricseg's own grid (format
-:data:`~metricseg.experiment.grid.RESULT_FORMAT`, ``OUT/runs/<Dataset>/<loss>/seed0-fold<k>.json``)
-through :func:`metricseg.experiment.grid.run_one` with this module's
-:func:`execute_run`, so it gets the grid's per-run lock, skip-if-done and spec check.
-The report is :func:`metricseg.experiment.report.build_report`, claims table included.
+child process, so each training starts from a clean interpreter) and predicts the
+fold's validation cases with its final checkpoint (nnU-Net's own final validation).
+This module does everything that is nnU-Net's — the folders, planning and
+preprocessing, the split, the fold folders, the training, where the predictions and
+the ground truth are, the training curve — in plain data, without importing
+``metricseg.experiment`` (integrations sit below the study, docs/architecture.md).
+The command (``metricseg.commands.bench``) wires it to the study: a
+:class:`~metricseg.experiment.spec.RunSpec` per :meth:`NnUNetBench.run_fields`, the
+grid's ``run_one`` (lock, skip-if-done, spec check), ``scoring.case_rows`` on every
+pair of :func:`validation_cases`, ``grid.write_result`` and the report.
 
 Where nnU-Net's files go: each loss's nnU-Net results folder is
 ``OUT/nnunet/<loss>/`` (``nnUNet_results`` for its trainings), so a bench never
@@ -22,16 +21,12 @@ otherwise continue or overwrite the user's own model of the same trainer; and a 
 whose spec changed must delete its fold, which the bench only does in a folder it made.
 nnU-Net's preprocessed data stays where ``nnUNet_preprocessed`` points (the bench
 plans and preprocesses the dataset there when it is not yet, as nnU-Net would).
-
-Which layer: this module drives the study (``experiment``) with nnU-Net; it is the
-only one of ``integrations.nnunet`` that imports ``metricseg.experiment``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -43,19 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from metricseg.atomic import atomic_write_json
-from metricseg.experiment.grid import RunOutcome, run_one_safe, write_result
-from metricseg.experiment.scoring import case_rows
-from metricseg.experiment.spec import RunPaths, RunSpec, check_label, run_paths
 from metricseg.integrations.nnunet.layout import (
     DatasetLabels,
     configuration_plans,
+    dataset_id,
     dataset_labels,
     nnunet_folders,
     preprocess_command,
     preprocessing_needed,
     read_splits,
     resolve_dataset,
-    training_history,
 )
 from metricseg.integrations.nnunet.options import (
     ENV_EPOCHS,
@@ -63,21 +55,31 @@ from metricseg.integrations.nnunet.options import (
     ENV_VAL_ITERATIONS,
     SET_BY_TRAINER,
     TRAINER_LOSSES,
+    TRAINER_PREFIX,
     check_loss_options,
     read_schedule,
     trainer_name,
 )
 
 __all__ = [
+    "CONSOLE",
     "DEFAULT_LOSSES",
     "DEVICES",
+    "MARKER",
     "NnUNetBench",
+    "check_run",
+    "claim_fold_folder",
     "distribute_loss_options",
-    "execute_run",
+    "fold_finished",
     "fold_folder",
+    "nnunet_version",
     "prepare_bench",
     "report_notes",
-    "run_bench",
+    "require_nnunet",
+    "run_config",
+    "run_task_info",
+    "train_fold",
+    "validation_cases",
 ]
 
 #: the losses of metricseg's default study, each with an nnU-Net trainer
@@ -96,7 +98,8 @@ DEVICES = ("cpu", "cuda", "mps")
 MARKER = "metricseg_run.json"
 #: the console output of the nnU-Net training of a fold, in its folder
 CONSOLE = "metricseg_nnunet_train.log"
-_ENGINE = "nnunet"
+#: the engine named in every run's task options and training options
+ENGINE = "nnunet"
 _ENTRY = (
     "import sys\n"
     "from nnunetv2.experiment_planning.plan_and_preprocess_entrypoints import {function} as entry\n"
@@ -124,36 +127,43 @@ class NnUNetBench:
     preprocessed: Path = Path()  #: the dataset's folder in nnUNet_preprocessed
     notes: tuple[str, ...] = ()  #: what preparing did (planning, a new split file)
 
-    def specs(self) -> list[RunSpec]:
-        """One :class:`RunSpec` per loss × fold, loss-major (like the grid)."""
+    def run_fields(self) -> list[dict[str, Any]]:
+        """The keyword arguments of one ``RunSpec`` per loss × fold, loss-major (like the grid).
+
+        Task label: the dataset's name; loss label: the loss; seed 0 (a label: nnU-Net
+        does not seed its training); the fold and nnU-Net's number of folds. The task
+        options name the dataset, configuration and plans with digests of the plans and
+        of the fold's split, so that a run set up on other plans or another split is
+        another run.
+        """
         plans = json.loads((self.preprocessed / f"{self.plans}.json").read_text(encoding="utf-8"))
         splits = read_splits(self.preprocessed) or []
         task_options = {
-            "engine": _ENGINE,
+            "engine": ENGINE,
             "dataset": self.dataset,
             "configuration": self.configuration,
             "plans": self.plans,
             "plans_sha256": _plans_digest(plans, self.configuration),
         }
         train = {
-            "engine": _ENGINE,
+            "engine": ENGINE,
             "epochs": self.epochs,
             "iterations": self.iterations,
             "val_iterations": self.val_iterations,
             "device": self.device,
         }
         return [
-            RunSpec(
-                task=f"{_ENGINE}:{self.dataset}",
-                loss=loss,
-                seed=0,
-                fold=fold,
-                num_folds=self.num_folds,
-                task_options={**task_options, "split_sha256": _digest(splits[fold])},
-                train=dict(train),
-                loss_options=dict(self.loss_options.get(loss, {})),
-                label=self.dataset,
-            )
+            {
+                "task": f"{ENGINE}:{self.dataset}",
+                "loss": loss,
+                "seed": 0,
+                "fold": fold,
+                "num_folds": self.num_folds,
+                "task_options": {**task_options, "split_sha256": _digest(splits[fold])},
+                "train": dict(train),
+                "loss_options": dict(self.loss_options.get(loss, {})),
+                "label": self.dataset,
+            }
             for loss in self.losses
             for fold in self.folds
         ]
@@ -277,6 +287,7 @@ def _ensure_splits(folder: Path, labels_ending: str) -> tuple[list[dict[str, lis
     splits = read_splits(folder)
     if splits is not None:
         return splits, False
+    require_nnunet(f"the cross-validation split of {folder.name} (no splits_final.json yet)")
     from nnunetv2.utilities.crossval_split import generate_crossval_split
 
     gt = folder / "gt_segmentations"
@@ -309,8 +320,8 @@ def prepare_bench(
     device: str = "cpu",
     environ: Mapping[str, str] | None = None,
     log: Callable[[str], None] = print,
-) -> tuple[NnUNetBench, list[RunSpec]]:
-    """Check everything, plan and preprocess the dataset if needed, and return the runs.
+) -> NnUNetBench:
+    """Check everything, plan and preprocess the dataset if needed, and return the study.
 
     Raises ValueError naming the problem and its fix (an nnU-Net folder variable not
     set, an unknown dataset, a loss without trainer, an option no loss takes, a fold
@@ -321,7 +332,6 @@ def prepare_bench(
     env = dict(os.environ if environ is None else environ)
     folders = nnunet_folders(env)
     name = resolve_dataset(dataset, folders)
-    check_label(name, "dataset name")
     if device not in DEVICES:
         raise ValueError(f"--device {device!r}: nnU-Net trains on {', '.join(DEVICES)}")
     for what, value in (
@@ -345,6 +355,7 @@ def prepare_bench(
                 f"{name}/, or run: "
                 + " ".join(preprocess_command(step, name, configuration, plans))
             )
+        require_nnunet(f"nnU-Net's {'planning' if step == 'plan' else 'preprocessing'} of {name}")
         argv = preprocess_command(step, name, configuration, plans, _processes(env))
         log_file = Path(out_dir) / "nnunet" / f"{step}_{name}_{configuration}.log"
         log(f"{name} needs nnU-Net's {'planning and ' if step == 'plan' else ''}preprocessing "
@@ -392,38 +403,31 @@ def prepare_bench(
         preprocessed=folder,
         notes=tuple(notes),
     )
-    specs = bench.specs()
-    for spec in specs:
-        run_paths(spec, out_dir)  # every path checked to stay inside OUT before run 1
-    return bench, specs
+    return bench
 
 
-def run_bench(
-    specs: Sequence[RunSpec],
-    out_dir: str | Path,
-    *,
-    on_done: Callable[[int, int, RunOutcome], None] | None = None,
-) -> list[RunOutcome]:
-    """Every run, one after the other (each nnU-Net training uses the whole device)."""
-    outcomes = []
-    for i, spec in enumerate(specs, 1):
-        outcome = run_one_safe(spec, out_dir, execute=execute_run)
-        outcomes.append(outcome)
-        if on_done is not None:
-            on_done(i, len(specs), outcome)
-    return outcomes
+def require_nnunet(what: str) -> None:
+    """ValueError when nnU-Net v2 cannot be imported (``what`` needs it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("nnunetv2") is None:
+        raise ValueError(
+            f"{what} needs nnU-Net v2; install it with pip install 'metricseg[nnunet]'"
+        )
 
 
-def fold_folder(spec: RunSpec, out_dir: str | Path) -> Path:
+def fold_folder(out_dir: str | Path, loss: str, task_options: Mapping[str, Any], fold: int) -> Path:
     """The nnU-Net fold folder of a run: ``OUT/nnunet/<loss>/<Dataset>/<trainer>__<plans>__<configuration>/fold_<k>``.
 
     ``OUT/nnunet/<loss>`` is the ``nnUNet_results`` of the loss's trainings; point
     ``nnUNet_results`` there to predict with the models (``nnUNetv2_predict -f 0 1 ...``).
+    Every part of the path is a checked name (a loss with a trainer, an nnU-Net
+    dataset name, plans and configuration of the dataset's plans file).
     """
-    options = spec.task_options
-    results = run_paths(spec, out_dir).root / "nnunet" / check_label(spec.loss_label, "loss")
-    trainer = f"{trainer_name(spec.loss)}__{options['plans']}__{options['configuration']}"
-    return results / str(options["dataset"]) / trainer / f"fold_{spec.fold}"
+    dataset_id(str(task_options["dataset"]))  # DatasetXXX_Name: no separator, no '..'
+    results = Path(out_dir) / "nnunet" / trainer_name(loss).removeprefix(TRAINER_PREFIX)
+    trainer = f"{trainer_name(loss)}__{task_options['plans']}__{task_options['configuration']}"
+    return results / str(task_options["dataset"]) / trainer / f"fold_{int(fold)}"
 
 
 def _read_json(path: Path) -> Any:
@@ -433,14 +437,18 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _claim_fold_folder(folder: Path, spec: RunSpec) -> None:
-    """Keep ``folder`` if it is this spec's (resume); delete it if another spec of the bench
-    made it; refuse a folder the bench did not make."""
+def claim_fold_folder(folder: Path, identity: Mapping[str, Any]) -> None:
+    """Make ``folder`` the fold folder of the run ``identity`` (its spec, as a dict).
+
+    Kept when it is that run's already (to resume or to score it); deleted and made
+    again when another spec of the bench made it (other loss options, schedule, plans
+    or split); refused when the bench did not make it (no :data:`MARKER` file).
+    """
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise ValueError(f"{folder} must be a folder made by metricseg bench; move it away")
     if folder.is_dir():
         marker = _read_json(folder / MARKER)
-        if marker == spec.to_dict():
+        if marker == dict(identity):
             return
         if marker is None:
             raise ValueError(
@@ -449,22 +457,67 @@ def _claim_fold_folder(folder: Path, spec: RunSpec) -> None:
             )
         shutil.rmtree(folder)  # another spec's training (other options or schedule)
     folder.mkdir(parents=True)
-    atomic_write_json(folder / MARKER, spec.to_dict())
+    atomic_write_json(folder / MARKER, dict(identity))
 
 
-def _train_fold(spec: RunSpec, folder: Path) -> None:
-    """``metricseg nnunet train`` for the run's fold, in a child process (resuming with ``--c``)."""
+def fold_finished(folder: Path) -> bool:
+    """True when nnU-Net finished the fold: final checkpoint and validation summary written
+    (nnU-Net writes ``validation/summary.json`` last)."""
+    return (folder / "checkpoint_final.pth").is_file() and (
+        folder / "validation" / "summary.json"
+    ).is_file()
+
+
+def check_run(
+    task_options: Mapping[str, Any], fold: int, environ: Mapping[str, str] | None = None
+) -> Path:
+    """The dataset's preprocessed folder, once its plans and the fold's split are still the
+    ones the run was set up with (ValueError otherwise)."""
+    if task_options.get("engine") != ENGINE:
+        raise ValueError(f"not an nnU-Net run: task options {dict(task_options)!r}")
+    dataset = nnunet_folders(environ).preprocessed / str(task_options["dataset"])
+    plans = _read_json(dataset / f"{task_options['plans']}.json")
+    configuration = str(task_options["configuration"])
+    if plans is None or _plans_digest(plans, configuration) != task_options["plans_sha256"]:
+        raise ValueError(
+            f"the plans of {dataset.name} changed since this run was set up; run the bench again"
+        )
+    splits = read_splits(dataset) or []
+    if fold >= len(splits) or _digest(splits[fold]) != task_options["split_sha256"]:
+        raise ValueError(
+            f"{dataset / 'splits_final.json'} changed since this run was set up; run the bench again"
+        )
+    return dataset
+
+
+def train_fold(
+    folder: Path,
+    *,
+    loss: str,
+    fold: int,
+    task_options: Mapping[str, Any],
+    train: Mapping[str, Any],
+    loss_options: Mapping[str, Any],
+) -> None:
+    """``metricseg nnunet train`` for one fold, in a child process (resuming with ``--c``
+    when the fold has a checkpoint), followed by nnU-Net's final validation.
+
+    ``nnUNet_results`` is the fold's loss folder under OUT; the loss options and the
+    schedule (``train``'s ``epochs``, ``iterations``, ``val_iterations``; None keeps
+    nnU-Net's) go to the child's environment and nowhere else. Its console output is
+    appended to ``folder/`` :data:`CONSOLE`.
+    """
     import metricseg
     from metricseg.integrations.nnunet.run import set_environment
 
-    options, train = spec.task_options, spec.train
+    require_nnunet(f"training {trainer_name(loss)}")
     env = dict(os.environ)
     env["nnUNet_results"] = str(folder.parents[2].resolve())
     for var in (ENV_EPOCHS, ENV_ITERATIONS, ENV_VAL_ITERATIONS):
-        env.pop(var, None)  # the spec's schedule only
+        env.pop(var, None)  # the run's schedule only
     set_environment(
-        spec.loss,
-        dict(spec.loss_options),
+        loss,
+        dict(loss_options),
         epochs=train.get("epochs"),
         iterations=train.get("iterations"),
         val_iterations=train.get("val_iterations"),
@@ -475,9 +528,9 @@ def _train_fold(spec: RunSpec, folder: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     resume = any(folder.glob("checkpoint_*.pth"))
     cmd = [
-        sys.executable, "-m", "metricseg", "nnunet", "train", str(options["dataset"]),
-        str(options["configuration"]), str(spec.fold), "--loss", spec.loss,
-        "--device", str(train.get("device", "cpu")), "--plans", str(options["plans"]),
+        sys.executable, "-m", "metricseg", "nnunet", "train", str(task_options["dataset"]),
+        str(task_options["configuration"]), str(fold), "--loss", loss,
+        "--device", str(train.get("device", "cpu")), "--plans", str(task_options["plans"]),
     ] + (["--c"] if resume else [])  # fmt: skip
     log = folder / CONSOLE
     with open(log, "a", encoding="utf-8") as out:
@@ -486,120 +539,78 @@ def _train_fold(spec: RunSpec, folder: Path) -> None:
         proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(
-            f"nnU-Net training of {trainer_name(spec.loss)} fold {spec.fold} failed (exit "
+            f"nnU-Net training of {trainer_name(loss)} fold {fold} failed (exit "
             f"{proc.returncode}); the end of {log}:\n"
             + log.read_text(encoding="utf-8", errors="replace")[-3000:]
         )
 
 
-def execute_run(spec: RunSpec, paths: RunPaths, progress: bool | None = None) -> None:
-    """Train one loss × fold with nnU-Net (unless its fold is finished), score the fold's
-    validation predictions and write the run's result file.
-
-    The hook :func:`metricseg.experiment.grid.run_one` calls under the run's lock.
-    """
-    del progress  # nnU-Net's output goes to the fold's log file
-    from metricseg.io import read_image
-
-    options = spec.task_options
-    if options.get("engine") != _ENGINE:
-        raise ValueError(f"run {spec.run_name} of {spec.task_label} is not an nnU-Net run")
-    folders = nnunet_folders()
-    dataset = folders.preprocessed / str(options["dataset"])
-    plans = _read_json(dataset / f"{options['plans']}.json")
-    splits = read_splits(dataset) or []
-    if (
-        plans is None
-        or _plans_digest(plans, str(options["configuration"])) != options["plans_sha256"]
-    ):
-        raise ValueError(
-            f"the plans of {dataset.name} changed since this run was set up; run the bench again"
-        )
-    if (
-        spec.fold is None
-        or spec.fold >= len(splits)
-        or _digest(splits[spec.fold]) != options["split_sha256"]
-    ):
-        raise ValueError(
-            f"{dataset / 'splits_final.json'} changed since this run was set up; run the bench again"
-        )
-    folder = fold_folder(spec, paths.root)
-    _claim_fold_folder(folder, spec)
-    t0 = time.perf_counter()
-    finished = (folder / "checkpoint_final.pth").is_file() and (
-        folder / "validation" / "summary.json"
-    ).is_file()
-    if not finished:
-        _train_fold(spec, folder)
-    t1 = time.perf_counter()
+def validation_cases(
+    folder: Path, dataset: Path, fold: int
+) -> tuple[DatasetLabels, list[tuple[str, Path, Path]]]:
+    """The dataset's classes and ``(case, prediction, ground truth)`` for every validation
+    case of the fold: nnU-Net's ``validation/<case>`` and ``gt_segmentations/<case>``."""
     meta = json.loads((dataset / "dataset.json").read_text(encoding="utf-8"))
-    labels = dataset_labels(meta)
     ending = str(meta.get("file_ending", ".nii.gz"))
-    rows: list[dict[str, Any]] = []
-    dims = 0
-    for case in sorted(splits[spec.fold]["val"]):
+    splits = read_splits(dataset) or []
+    cases = []
+    for case in sorted(splits[fold]["val"]):
         prediction = folder / "validation" / f"{case}{ending}"
         if not prediction.is_file():
             raise RuntimeError(
                 f"nnU-Net's validation wrote no {prediction}; see {folder / CONSOLE}"
             )
-        pred, _ = read_image(prediction)
-        gt, _ = read_image(dataset / "gt_segmentations" / f"{case}{ending}")
-        dims = gt.ndim
-        rows += case_rows(
-            pred,
-            gt,
-            labels.num_classes,
-            case_id=case,
-            subject=case,
-            class_names=labels.class_names,
-            ignore_index=labels.ignore_index,
-        )
-    history, resumed_from = training_history(folder)
-    last = history[-1] if history else None
-    write_result(
-        paths.result,
-        spec,
-        task_info={
-            "name": spec.task_label,
-            "spatial_dims": dims,
-            "num_classes": labels.num_classes,
-            "class_names": list(labels.class_names),
-            "n_train": len(splits[spec.fold]["train"]),
-            "n_val": 0,
-            "n_test": len(splits[spec.fold]["val"]),
-            "independent": True,  # nnU-Net's cases are subjects
-            "source": f"nnU-Net {options['configuration']} ({options['plans']}), {dataset}",
-            "description": str(meta.get("description") or meta.get("name") or dataset.name),
-        },
-        config={
-            "engine": _ENGINE,
-            "trainer": trainer_name(spec.loss),
-            "configuration": options["configuration"],
-            "plans": options["plans"],
-            "fold_folder": str(folder.resolve()),
-            "history": "nnU-Net's pseudo Dice on the validation patches of each epoch (training log)",
-            "scored_checkpoint": "checkpoint_final.pth",
-            **{k: v for k, v in spec.train.items() if k != "engine"},
-        },
-        history=history,
-        # nnU-Net's final validation predicts with the final checkpoint: no epoch is selected
-        best_epoch=last["epoch"] if last else None,
-        best_val_dice=last["val_dice"] if last else math.nan,
-        epochs_run=len(history),
-        resumed_from_epoch=resumed_from,
-        seconds={"train": t1 - t0 if not finished else 0.0, "evaluate": time.perf_counter() - t1},
-        rows=rows,
-        versions={"nnunetv2": _nnunet_version()},
-    )
+        cases.append((case, prediction, dataset / "gt_segmentations" / f"{case}{ending}"))
+    return dataset_labels(meta), cases
 
 
-def _nnunet_version() -> str:
+def run_task_info(
+    dataset: Path,
+    task_options: Mapping[str, Any],
+    fold: int,
+    labels: DatasetLabels,
+    spatial_dims: int,
+) -> dict[str, Any]:
+    """A run's ``task_info``: the keys of the metricseg engine's; every case is a subject."""
+    meta = _read_json(dataset / "dataset.json") or {}
+    split = (read_splits(dataset) or [])[fold]
+    return {
+        "name": dataset.name,
+        "spatial_dims": spatial_dims,
+        "num_classes": labels.num_classes,
+        "class_names": list(labels.class_names),
+        "n_train": len(split["train"]),
+        "n_val": 0,  # nnU-Net scores its final checkpoint: its validation cases select nothing
+        "n_test": len(split["val"]),
+        "independent": True,  # nnU-Net's cases are subjects
+        "source": f"nnU-Net {task_options['configuration']} ({task_options['plans']}), {dataset}",
+        "description": str(meta.get("description") or meta.get("name") or dataset.name),
+    }
+
+
+def run_config(
+    loss: str, task_options: Mapping[str, Any], train: Mapping[str, Any], folder: Path
+) -> dict[str, Any]:
+    """A run's ``config``: the trainer, nnU-Net's settings and where its fold is."""
+    return {
+        "engine": ENGINE,
+        "trainer": trainer_name(loss),
+        "configuration": task_options["configuration"],
+        "plans": task_options["plans"],
+        "fold_folder": str(folder.resolve()),
+        "history": "nnU-Net's pseudo Dice on the validation patches of each epoch (training log)",
+        "scored_checkpoint": "checkpoint_final.pth",
+        **{k: v for k, v in train.items() if k != "engine"},
+    }
+
+
+def nnunet_version() -> str:
+    """The installed nnunetv2's version ("not installed": scoring a finished fold needs none)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version("nnunetv2")
-    except PackageNotFoundError:  # scoring a finished fold needs no nnU-Net
+    except PackageNotFoundError:
         return "not installed"
 
 
