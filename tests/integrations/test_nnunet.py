@@ -379,3 +379,45 @@ def test_options_and_schedule_from_the_environment(nnunet_env, monkeypatch):
 def test_a_loss_that_cannot_do_the_dataset_fails_in_build_loss(nnunet_env):
     with pytest.raises(ValueError, match=r"'lovasz_softmax'.*region-based.*lovasz_hinge"):
         _trainer("lovasz_softmax", regions=True)._build_loss()
+
+
+def test_resume_reads_the_checkpoint_weights_only(nnunet_env, monkeypatch, tmp_path):
+    """--c: a checkpoint nnU-Net wrote comes back whole, read with weights_only=True."""
+    import numpy as np
+
+    # initialize() only looks at the file endings of the preprocessed data
+    data = nnunet_env / "preprocessed" / PLANS["dataset_name"] / "nnUNetPlans_3d_fullres"
+    data.mkdir(parents=True)
+    (data / "demo_000.b2nd").write_bytes(b"")
+    saved = _trainer("soft_dice")
+    saved.initialize()
+    saved.current_epoch = 4  # nnU-Net stores the next epoch: 5
+    for epoch in range(5):
+        saved.logger.log("train_losses", np.float32(0.5 - epoch / 10), epoch)
+        saved.logger.log("mean_fg_dice", np.float64(epoch / 10), epoch)
+    saved._best_ema = np.float64(0.25)
+    path = tmp_path / "checkpoint_latest.pth"
+    saved.save_checkpoint(str(path))
+
+    seen = []
+    real_load = torch.load
+
+    def load(*args, **kwargs):
+        seen.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    resumed = _trainer("soft_dice")
+    resumed.load_checkpoint(str(path))
+    assert seen == [True]
+    assert resumed.current_epoch == 5 and float(resumed._best_ema) == 0.25
+    logged = resumed.logger.get_checkpoint()
+    assert [float(v) for v in logged["train_losses"]] == pytest.approx([0.5, 0.4, 0.3, 0.2, 0.1])
+    for (name, a), b in zip(
+        saved.network.state_dict().items(), resumed.network.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert (
+        resumed.optimizer.state_dict()["param_groups"]
+        == saved.optimizer.state_dict()["param_groups"]
+    )

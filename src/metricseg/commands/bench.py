@@ -28,10 +28,23 @@ examples:
   metricseg bench --study list
   metricseg bench --study my-study.toml --device cuda --out study
   metricseg bench --tasks tiny-lesions,multiclass --losses soft_dice,ce --seeds 0,1,2
+  metricseg bench --engine nnunet --dataset 901 --configuration 3d_fullres --out nnunet-bench
+
+--engine nnunet runs the study with nnU-Net as the network (pip install 'metricseg[nnunet]';
+nnUNet_raw and nnUNet_preprocessed set): one nnU-Net training per loss x fold of nnU-Net's
+cross-validation with the metricseg trainer of the loss, nnU-Net's validation predictions of
+each fold scored by metricseg into the same report (docs/nnunet.md).
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        default="metricseg",
+        choices=["metricseg", "nnunet"],
+        help="who trains: metricseg's U-Net on metricseg tasks, or nnU-Net on an nnU-Net "
+        "dataset (--dataset ...) (default: metricseg)",
+    )
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
         "--study",
@@ -110,6 +123,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="per-epoch progress bars (default: when stderr is a terminal)",
+    )
+    nnunet = parser.add_argument_group(
+        "--engine nnunet (also --losses, --epochs, --device, --out, --no-plots)"
+    )
+    nnunet.add_argument("--dataset", metavar="ID|NAME", help="nnU-Net dataset, e.g. 901")
+    nnunet.add_argument(
+        "--configuration", metavar="C", help="nnU-Net configuration (default: 3d_fullres)"
+    )
+    nnunet.add_argument("--plans", metavar="P", help="nnU-Net plans (default: nnUNetPlans)")
+    nnunet.add_argument(
+        "--folds",
+        type=int_csv_list,
+        metavar="0,1",
+        help="folds of nnU-Net's splits_final.json (default: all of them)",
+    )
+    nnunet.add_argument(
+        "--iterations",
+        type=int,
+        metavar="N",
+        help="training iterations per epoch (default: nnU-Net's 250)",
+    )
+    nnunet.add_argument(
+        "--val-iterations",
+        type=int,
+        metavar="N",
+        help="validation iterations per epoch (default: nnU-Net's 50)",
+    )
+    nnunet.add_argument(
+        "--loss-option",
+        action="append",
+        default=[],
+        metavar="[LOSS:]KEY=VALUE",
+        help="loss option, repeatable: KEY=VALUE for every loss that takes KEY, "
+        "LOSS:KEY=VALUE for one loss (default: the losses' defaults)",
     )
 
 
@@ -205,6 +252,9 @@ def run(args: argparse.Namespace) -> int:
 
     # a wide table even when the output is a file or a pipe
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    _check_engine_flags(args)
+    if args.engine == "nnunet":
+        return _run_nnunet(args, console)
     if args.study == "list":
         return _print_studies(console)
     if launched_by_torchrun():
@@ -291,3 +341,215 @@ def _header(
         "training": ", ".join(f"{k}={v}" for k, v in suite.train.items()),
         "tasks built in the main process": str(task_builds()),
     }
+
+
+#: flags of the metricseg engine only, with their "not given" value
+_METRICSEG_ONLY = {
+    "study": None, "quick": False, "config": None, "tasks": None, "seeds": None,
+    "option": [], "executor": "local", "address": None, "gpus_per_run": None,
+    "jobs": None, "threads": None,
+}  # fmt: skip
+#: flags of the nnunet engine only
+_NNUNET_ONLY = {
+    "dataset": None, "configuration": None, "plans": None, "folds": None,
+    "iterations": None, "val_iterations": None, "loss_option": [],
+}  # fmt: skip
+
+
+def _flag(name: str) -> str:
+    return "-o/--option" if name == "option" else "--" + name.replace("_", "-")
+
+
+def _check_engine_flags(args: argparse.Namespace) -> None:
+    if args.engine == "nnunet":
+        given = [_flag(k) for k, v in _METRICSEG_ONLY.items() if getattr(args, k) != v]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} belong to the metricseg engine; --engine nnunet takes "
+                "--dataset, --configuration, --plans, --folds, --losses, --epochs, --iterations, "
+                "--val-iterations, --loss-option, --device, --out"
+            )
+        if not args.dataset:
+            raise UsageError("--engine nnunet needs --dataset ID|NAME (e.g. --dataset 901)")
+        for flag in ("epochs", "iterations", "val_iterations"):
+            value = getattr(args, flag)
+            if value is not None and value < 1:
+                raise UsageError(f"{_flag(flag)} must be >= 1, got {value}")
+    else:
+        given = [_flag(k) for k, v in _NNUNET_ONLY.items() if getattr(args, k) != v]
+        if given:
+            raise UsageError(f"{', '.join(given)} need --engine nnunet")
+
+
+def _nnunet_loss_options(items: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``--loss-option`` items split into options for every loss and per-loss options."""
+    from metricseg.commands._common import parse_options
+    from metricseg.integrations.nnunet.options import TRAINER_LOSSES
+
+    general: list[str] = []
+    per_loss: dict[str, list[str]] = {}
+    for item in items:
+        head, sep, rest = item.partition(":")
+        if sep and "=" not in head and head in TRAINER_LOSSES:
+            per_loss.setdefault(head, []).append(rest)
+        else:
+            general.append(item)
+    return parse_options(general, "--loss-option"), {
+        loss: parse_options(values, f"--loss-option {loss}:") for loss, values in per_loss.items()
+    }
+
+
+def _nnunet_command_line(args: argparse.Namespace) -> str:
+    parts = ["metricseg", "bench", "--engine", "nnunet", "--dataset", str(args.dataset)]
+    for flag in ("configuration", "plans", "folds", "losses", "epochs", "iterations",
+                 "val_iterations", "device"):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            parts += [_flag(flag), text]
+    for item in args.loss_option:
+        parts += ["--loss-option", item]
+    if args.out != "metricseg-bench":
+        parts += ["--out", args.out]
+    return " ".join(parts)
+
+
+def _execute_nnunet_run(spec: Any, paths: Any, progress: bool | None = None) -> None:
+    """One run of ``--engine nnunet`` (the ``execute`` hook of ``grid.run_one``, under the
+    run's lock): nnU-Net trains the fold unless it finished, then every validation case of
+    the fold is scored with ``scoring.case_rows`` and the result file written."""
+    import time
+
+    from metricseg.experiment.grid import write_result
+    from metricseg.experiment.scoring import case_rows
+    from metricseg.integrations.nnunet import bench as nnunet
+    from metricseg.integrations.nnunet.layout import training_history
+    from metricseg.io import read_image
+
+    del progress  # nnU-Net's console output goes to the fold's log file
+    options, fold = spec.task_options, int(spec.fold)
+    dataset = nnunet.check_run(options, fold)
+    folder = nnunet.fold_folder(paths.root, spec.loss, options, fold)
+    nnunet.claim_fold_folder(folder, spec.to_dict())
+    t0 = time.perf_counter()
+    trained = not nnunet.fold_finished(folder)
+    if trained:
+        nnunet.train_fold(folder, loss=spec.loss, fold=fold, task_options=options,
+                          train=spec.train, loss_options=spec.loss_options)  # fmt: skip
+    t1 = time.perf_counter()
+    labels, cases = nnunet.validation_cases(folder, dataset, fold)
+    rows: list[dict[str, Any]] = []
+    dims = 0
+    for case, prediction, truth in cases:
+        pred, _ = read_image(prediction)
+        gt, _ = read_image(truth)
+        dims = gt.ndim
+        rows += case_rows(pred, gt, labels.num_classes, case_id=case, subject=case,
+                          class_names=labels.class_names, ignore_index=labels.ignore_index)  # fmt: skip
+    history, resumed_from = training_history(folder)
+    last = history[-1] if history else None
+    write_result(
+        paths.result,
+        spec,
+        task_info=nnunet.run_task_info(dataset, options, fold, labels, dims),
+        config=nnunet.run_config(spec.loss, options, spec.train, folder),
+        history=history,
+        # nnU-Net's final validation predicts with the final checkpoint: no epoch is selected
+        best_epoch=last["epoch"] if last else None,
+        best_val_dice=last["val_dice"] if last else float("nan"),
+        epochs_run=len(history),
+        resumed_from_epoch=resumed_from,
+        seconds={"train": t1 - t0 if trained else 0.0, "evaluate": time.perf_counter() - t1},
+        rows=rows,
+        versions={"nnunetv2": nnunet.nnunet_version()},
+    )
+
+
+def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
+    """``--engine nnunet``: the study's runs with nnU-Net as the network, then the report."""
+    import datetime
+    import platform
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from metricseg.experiment.grid import finished_results, run_one_safe
+    from metricseg.experiment.report import build_report, print_tables
+    from metricseg.experiment.spec import RunSpec, run_paths
+    from metricseg.experiment.study import outcome_line
+    from metricseg.integrations.nnunet.bench import (
+        DEFAULT_LOSSES,
+        distribute_loss_options,
+        prepare_bench,
+        report_notes,
+    )
+
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    losses = args.losses or list(DEFAULT_LOSSES)
+    general, per_loss = _nnunet_loss_options(args.loss_option)
+    try:
+        bench = prepare_bench(
+            args.dataset,
+            out,
+            configuration=args.configuration or "3d_fullres",
+            plans=args.plans or "nnUNetPlans",
+            losses=losses,
+            folds=args.folds,
+            loss_options=distribute_loss_options(losses, general, per_loss),
+            epochs=args.epochs,
+            iterations=args.iterations,
+            val_iterations=args.val_iterations,
+            device=device,
+            log=lambda message: console.print(f"[yellow]note:[/yellow] {message}"),
+        )
+        specs = [RunSpec(**fields) for fields in bench.run_fields()]
+        for spec in specs:
+            run_paths(spec, out)  # every path checked to stay inside OUT before run 1
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except RuntimeError as exc:
+        raise WorkError(str(exc)) from None
+    console.print(
+        f"metricseg bench --engine nnunet: {bench.dataset} {bench.configuration}, "
+        f"{len(bench.losses)} losses × {len(bench.folds)} folds = {len(specs)} nnU-Net trainings "
+        f"→ {out}/  (one at a time, device {device})"
+    )
+    outcomes = []
+    for i, spec in enumerate(specs, 1):  # one at a time: an nnU-Net training takes the device
+        outcomes.append(run_one_safe(spec, out, execute=_execute_nnunet_run))
+        console.print(outcome_line(i, len(specs), outcomes[-1]))
+    wall = time.perf_counter() - t_start
+    results = finished_results(specs, out)
+    if not results:
+        raise WorkError(f"no run finished; see the .error.txt files under {out}/runs/")
+    failed = [o for o in outcomes if not o.ok]
+    notes = report_notes(bench, out) + [
+        f"run {o.spec.task_label}/{o.spec.loss_label}/{o.spec.run_name} failed: {o.error}"
+        for o in failed
+    ]
+    trained = sum(1 for o in outcomes if o.ok and o.status == "trained")
+    schedule = {"epochs": bench.epochs, "iterations": bench.iterations,
+                "val_iterations": bench.val_iterations}  # fmt: skip
+    header = {
+        "command": _nnunet_command_line(args),
+        "study": f"nnU-Net {bench.dataset} {bench.configuration}: {len(specs)} runs ({trained} "
+        f"trained or scored now, {len(outcomes) - trained - len(failed)} kept from before, "
+        f"{len(failed)} failed)",
+        "wall time": f"{wall:.0f} s ({wall / 60:.1f} min) for this invocation",
+        "machine": f"{platform.machine()}, {usable_cores()} usable cores, torch "
+        f"{torch.__version__}, nnU-Net trainings one at a time, device {device}",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "training": f"engine=nnunet, plans={bench.plans}, "
+        + ", ".join(
+            f"{k}={v if v is not None else 'nnU-Net default'}" for k, v in schedule.items()
+        ),
+    }
+    analysis = build_report(out, results, header=header, notes=notes, plots=not args.no_plots)
+    print_tables(analysis, console)
+    console.print(f"wall time {wall:.0f} s; report: {out / 'summary.md'}")
+    if failed:
+        raise WorkError(f"{len(failed)} run(s) failed; see the .error.txt files under {out}/runs/")
+    return 0

@@ -51,6 +51,7 @@ __all__ = [
     "run_one",
     "run_one_safe",
     "task_builds",
+    "write_result",
 ]
 
 #: Version of the result-file layout. 2: score columns from ``metrics.score_from_counts``
@@ -315,6 +316,7 @@ def run_one(
     *,
     progress: bool | None = None,
     on_wait: Callable[[], None] | None = None,
+    execute: Callable[[RunSpec, RunPaths, bool | None], None] | None = None,
 ) -> RunOutcome:
     """Train and evaluate one run (or keep its finished result); return what happened.
 
@@ -324,6 +326,11 @@ def run_one(
     keeps the first one's result. A killed run resumes from its last checkpoint.
     Self-contained and picklable, so that executors can send it to other processes
     or machines that share ``out_dir``. Raises on failure (see :func:`run_one_safe`).
+
+    ``execute(spec, paths, progress)`` trains and scores the run and writes
+    ``paths.result`` (with :func:`write_result`); the default trains metricseg's own
+    network. Another engine (``metricseg bench --engine nnunet``) passes its own and
+    keeps the lock, the skip-if-done and the spec check of this function.
     """
     from metricseg.distributed import barrier, is_main_process
 
@@ -348,7 +355,7 @@ def run_one(
             _prepare_work(paths.work, spec.to_dict())
         barrier()
         try:
-            _train_and_score(spec, paths, progress)
+            (execute or _train_and_score)(spec, paths, progress)
         except BaseException:
             if main:
                 _drop_empty_work(paths.work)
@@ -382,25 +389,62 @@ def _train_and_score(spec: RunSpec, paths: RunPaths, progress: bool | None) -> N
             subject=case.subject_id,
             class_names=task.class_names,
         )
-    record = {
-        "format": RESULT_FORMAT,
-        "spec": spec.to_dict(),
-        "task_info": _task_info(task),
-        "config": config.to_dict(),
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "best_val_dice": result.best_val_dice,
-        "epochs_run": result.epochs_run,
-        "resumed_from_epoch": result.resumed_from_epoch,
-        "seconds": {
+    write_result(
+        paths.result,
+        spec,
+        task_info=_task_info(task),
+        config=config.to_dict(),
+        history=result.history,
+        best_epoch=result.best_epoch,
+        best_val_dice=result.best_val_dice,
+        epochs_run=result.epochs_run,
+        resumed_from_epoch=result.resumed_from_epoch,
+        seconds={
             "load": load_seconds,
             "train": result.seconds,
             "evaluate": time.perf_counter() - t1,
         },
-        "versions": _versions(),
-        "rows": rows,
+        rows=rows,
+    )
+
+
+def write_result(
+    path: Path,
+    spec: RunSpec,
+    *,
+    task_info: Mapping[str, Any],
+    config: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
+    best_epoch: int | None,
+    best_val_dice: float,
+    epochs_run: int,
+    resumed_from_epoch: int | None,
+    seconds: Mapping[str, float],
+    rows: Sequence[Mapping[str, Any]],
+    versions: Mapping[str, str] | None = None,
+) -> None:
+    """Write a finished run's result file (format :data:`RESULT_FORMAT`) atomically.
+
+    ``task_info`` holds the keys the report reads (``name``, ``num_classes``,
+    ``class_names``, ``independent``, ...); ``rows`` come from
+    :func:`metricseg.experiment.scoring.case_rows`; ``versions`` are added to
+    metricseg's, torch's, numpy's and Python's. NaN is stored as JSON ``null``.
+    """
+    record = {
+        "format": RESULT_FORMAT,
+        "spec": spec.to_dict(),
+        "task_info": dict(task_info),
+        "config": dict(config),
+        "history": list(history),
+        "best_epoch": best_epoch,
+        "best_val_dice": best_val_dice,
+        "epochs_run": epochs_run,
+        "resumed_from_epoch": resumed_from_epoch,
+        "seconds": dict(seconds),
+        "versions": {**_versions(), **dict(versions or {})},
+        "rows": list(rows),
     }
-    atomic_write_json(paths.result, _jsonable(record))
+    atomic_write_json(path, _jsonable(record))
 
 
 def _task_info(task: Task) -> dict[str, Any]:
@@ -450,6 +494,7 @@ def run_one_safe(
     *,
     progress: bool | None = None,
     on_wait: Callable[[], None] | None = None,
+    execute: Callable[[RunSpec, RunPaths, bool | None], None] | None = None,
 ) -> RunOutcome:
     """:func:`run_one` that returns failures instead of raising (``KeyboardInterrupt`` still stops).
 
@@ -463,7 +508,7 @@ def run_one_safe(
     except ValueError as exc:
         return RunOutcome(spec, None, "failed", error=f"ValueError: {exc}")
     try:
-        outcome = run_one(spec, out_dir, progress=progress, on_wait=on_wait)
+        outcome = run_one(spec, out_dir, progress=progress, on_wait=on_wait, execute=execute)
     except Exception as exc:
         atomic_write_text(paths.error, traceback.format_exc())
         return RunOutcome(

@@ -98,6 +98,7 @@ def case_rows(
     case_id: str,
     subject: str | None = None,
     class_names: Sequence[str] | None = None,
+    ignore_index: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per class: counts, every score column, and object statistics of the target.
 
@@ -108,6 +109,8 @@ def case_rows(
         case_id: stored in every row.
         subject: the case's subject (default: the case itself).
         class_names: one per class (default ``"class<c>"``).
+        ignore_index: a label value (``>= num_classes``, e.g. nnU-Net's ``"ignore"``
+            label) whose voxels are left out: of the counts and of ``voxels``.
 
     Example:
         >>> rows = case_rows(np.array([[0, 1, 1, 0]]), np.array([[0, 1, 0, 0]]), 2, case_id="a")
@@ -116,8 +119,10 @@ def case_rows(
     """
     if pred.shape != label.shape:
         raise ValueError(f"pred shape {pred.shape} differs from label shape {label.shape}")
-    counts = np.asarray(confusion(pred[None], label[None], num_classes)[0])
-    voxels = int(label.size)
+    counts = np.asarray(
+        confusion(pred[None], label[None], num_classes, ignore_index=ignore_index)[0]
+    )
+    voxels = int(label.size if ignore_index is None else np.count_nonzero(label != ignore_index))
     names = (
         list(class_names) if class_names is not None else [f"class{c}" for c in range(num_classes)]
     )

@@ -16,7 +16,9 @@ environment, the number of epochs and iterations):
   gather their rows, for Lovász) over the processes with gradients, so each rank's loss
   is the loss of the global batch and DDP's average of the gradients is the
   whole-batch gradient; no second gather is added on top (nnU-Net's own Dice does the
-  same with its ``AllGatherGrad``).
+  same with its ``AllGatherGrad``);
+* resuming (``--c``): the checkpoint is read with ``torch.load(weights_only=True)``
+  (:mod:`.checkpoint`) instead of nnU-Net's full unpickle.
 
 The classes live in this module under their names, e.g.
 ``metricseg.integrations.nnunet.trainers.nnUNetTrainer_metricseg_lovasz_softmax``;
@@ -26,12 +28,15 @@ nnU-Net finds them by name through ``nnUNet_extTrainer``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch._dynamo import OptimizedModule
 
+from metricseg.integrations.nnunet.checkpoint import load_checkpoint_weights_only
 from metricseg.integrations.nnunet.loss import build_nnunet_loss
 from metricseg.integrations.nnunet.options import (
     TRAINER_LOSSES,
@@ -101,6 +106,42 @@ class MetricsegTrainer(nnUNetTrainer):
             )
         )
         return DeepSupervisionWrapper(loss, weights) if weights is not None else loss
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        """nnU-Net's ``load_checkpoint``, reading the file with ``weights_only=True``.
+
+        nnU-Net unpickles the file in full (``weights_only=False``); its contents need no
+        more than tensors, plain values and NumPy scalars (:mod:`.checkpoint`). The body
+        is nnU-Net 2.8.1's: handing its ``load_checkpoint`` a dict instead fails there
+        (its local ``checkpoint`` is only bound for a file name).
+        """
+        if not self.was_initialized:
+            self.initialize()
+        checkpoint = (
+            load_checkpoint_weights_only(filename_or_checkpoint, map_location=self.device)
+            if isinstance(filename_or_checkpoint, (str, Path))
+            else filename_or_checkpoint
+        )
+        network = self.network.module if self.is_ddp else self.network
+        if isinstance(network, OptimizedModule):
+            network = network._orig_mod
+        own_keys = network.state_dict().keys()
+        # a checkpoint of a DataParallel/DDP module prefixes its keys with "module."
+        weights = {
+            (k[7:] if k not in own_keys and k.startswith("module.") else k): v
+            for k, v in checkpoint["network_weights"].items()
+        }
+        self.my_init_kwargs = checkpoint["init_args"]
+        self.current_epoch = checkpoint["current_epoch"]
+        self.logger.load_checkpoint(checkpoint["logging"])
+        self._best_ema = checkpoint["_best_ema"]
+        self.inference_allowed_mirroring_axes = checkpoint.get(
+            "inference_allowed_mirroring_axes", self.inference_allowed_mirroring_axes
+        )
+        network.load_state_dict(weights)
+        self.optimizer.load_state_dict(checkpoint["optimizer_state"])
+        if self.grad_scaler is not None and checkpoint["grad_scaler_state"] is not None:
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler_state"])
 
 
 def make_trainer(loss: str) -> type[MetricsegTrainer]:
