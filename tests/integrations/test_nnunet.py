@@ -369,8 +369,9 @@ def test_options_and_schedule_from_the_environment(nnunet_env, monkeypatch):
     trainer = _trainer("soft_tversky", batch_dice=True)
     assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (2, 3)
     assert trainer.num_val_iterations_per_epoch == 50  # nnU-Net's, not set
-    options = trainer._build_loss().loss.loss.options
-    assert options == {"activation": "softmax", "per_image": True, "alpha": 0.3, "beta": 0.7}
+    options = trainer._build_loss().loss.loss.options  # every option of the module, defaults too
+    given = {k: options[k] for k in ("activation", "per_image", "alpha", "beta")}
+    assert given == {"activation": "softmax", "per_image": True, "alpha": 0.3, "beta": 0.7}
     monkeypatch.setenv(ENV_LOSS_OPTIONS, '{"gama": 2}')
     with pytest.raises(ValueError, match=r"unknown option 'gama' for loss 'focal'"):
         _trainer("focal")
