@@ -14,10 +14,13 @@ where :math:`e` are the voxel errors sorted in decreasing order by :math:`\pi`,
 :math:`e_i = \max(0, 1 - s_i x_i)` with :math:`s_i = \pm 1` and logits :math:`x`.
 
 Implementation: the rows — every (image, class) pair, or every class of the
-pooled batch when ``per_image=False`` — are sorted batched; the Python loop
-runs over at most four blocks of rows (a quarter of all elements each, at
-least 2¹⁶), however many images and classes there are, which bounds the
-sort's working memory. On the CPU a block is sorted by one
+pooled batch when ``per_image=False`` — are sorted batched, in at most four
+blocks of rows per worker (``_row_blocks``: at least 2¹⁶ elements each, and
+a quarter of all elements in flight), however many images and classes there
+are, which bounds the sort's working memory. The blocks run on
+:func:`metricseg._parallel.map_chunks`'s single-threaded workers, so that a
+machine whose cores are held by other processes costs the loss its share of
+the cores and no barrier waits. On the CPU a block is sorted by one
 stable radix sort of int64 keys built from the rows and the bits of the
 float32 errors (``_sort_descending``; the whole loss then takes less time than
 one batched float sort of the errors, ``benchmarks/bench_losses.py``);
@@ -55,6 +58,7 @@ import torch
 
 from metricseg import _hugepages
 from metricseg._checks import check_label_range, check_probabilities_shape
+from metricseg._parallel import map_chunks, workers
 from metricseg.distributed import all_gather_cat, is_distributed
 from metricseg.losses._common import (
     ClassesArg,
@@ -200,18 +204,21 @@ def _lovasz_rows(
 _BLOCK_MIN_ELEMENTS = 1 << 16
 
 
-def _row_blocks(rows: int, n: int) -> list[tuple[int, int]]:
-    """Ranges of rows sorted together: a quarter of all elements each, at least 2¹⁶.
+def _row_blocks(rows: int, n: int, parts: int = 4) -> list[tuple[int, int]]:
+    """Ranges of rows sorted together: ``1/parts`` of all elements each, at least 2¹⁶.
 
-    So there are at most four blocks (one for small inputs; one per row when
-    there are fewer than four rows), however many images and classes: the
-    Python loop never runs per image or class. The working set of a block
-    (sort keys, indices and the radix sort's own buffers: about 40 bytes per
-    element) stays below 10 bytes per input element from 2¹⁸ elements on —
-    less than a Python loop over single rows keeps for autograd (SMP: about
-    23) — and every block is large enough for a fast radix sort.
+    So there are at most ``parts`` blocks (one for small inputs; one per row when
+    there are fewer than ``parts`` rows), however many images and classes: the
+    Python loop never runs per image or class. The forward passes ``parts = 4 ×``
+    the number of workers of :func:`metricseg._parallel.map_chunks`, which sort
+    as many blocks at once, so a quarter of all elements is in flight either
+    way. The working set of a block (sort keys, indices and the radix sort's
+    own buffers: about 40 bytes per element) then stays below 10 bytes per
+    input element from 2¹⁸ elements on — less than a Python loop over single
+    rows keeps for autograd (SMP: about 23) — and every block is large enough
+    for a fast radix sort.
     """
-    target = max(_BLOCK_MIN_ELEMENTS, rows * n // 4)
+    target = max(_BLOCK_MIN_ELEMENTS, rows * n // parts)
     step = max(1, target // max(1, n))
     return [(s, min(rows, s + step)) for s in range(0, rows, step)]
 
@@ -270,7 +277,11 @@ class _LovaszFunction(torch.autograd.Function):
             # once, not per block: a copy where the input is not viewable (a channel slice)
             x_rows = x.reshape(rows, m)
             fg_rows = target.reshape(rows, m) if hinge else None
-        for s, e in _row_blocks(rows, m):
+        # as many blocks in flight as workers, so a quarter of all elements in flight
+        blocks = _row_blocks(rows, m, parts=4 * workers(rows))
+
+        def block(i: int) -> None:
+            s, e = blocks[i]
             if per_image:
                 xr = x_rows[s:e]
                 row = torch.arange(s, e, device=x.device)
@@ -296,8 +307,10 @@ class _LovaszFunction(torch.autograd.Function):
                 torch.where(fg, errors, xr, out=errors)
             if skip is not None:
                 errors.masked_fill_(skip, float("-inf"))
+            # blocks write disjoint rows of loss and grad
             loss[s:e] = _lovasz_rows(errors, fg, positives[s:e], hinge, grad[s:e])
-            del errors, fg, xr
+
+        map_chunks(block, len(blocks))
         if not per_image:
             grad = grad.view(c, b, n).transpose(0, 1).contiguous()
         ctx.save_for_backward(grad.view(b, c, n))
