@@ -38,8 +38,10 @@ def torch_threads(n: int) -> Iterator[None]:
 def test_one_thread_is_a_plain_loop_in_order():
     seen = []
     with torch_threads(1):
-        assert _parallel.workers(10) == 1
-        out = _parallel.map_chunks(lambda i: seen.append(threading.get_ident()) or i * i, 5)
+        assert _parallel.workers(10, 1 << 20) == 1
+        out = _parallel.map_chunks(
+            lambda i: seen.append(threading.get_ident()) or i * i, 5, 1 << 20
+        )
     assert out == [0, 1, 4, 9, 16]
     assert set(seen) == {threading.get_ident()}
 
@@ -63,19 +65,33 @@ def test_workers_run_single_threaded_and_return_in_chunk_order():
         return i
 
     with torch_threads(2):
-        assert _parallel.workers(1) == 1  # one chunk: no helper
-        assert _parallel.workers(40) == 2
+        assert _parallel.workers(1, 1 << 20) == 1  # one chunk: no helper
+        assert _parallel.workers(40, 1 << 20) == 2
+        assert _parallel.workers(40, 1000) == 1  # chunks too small to share
         for _ in range(3):
-            assert _parallel.map_chunks(fn, 40) == list(range(40))
+            assert _parallel.map_chunks(fn, 40, 1 << 20) == list(range(40))
         assert torch.get_num_threads() == 2  # the caller's setting is back
     assert counts == {1}  # every chunk ran its ops on one thread
     assert len(threads) == 2 and helper_ran.is_set()  # the caller and one helper
 
 
 @needs_workers
+def test_one_thread_for_a_block_and_for_chunks_too_small_to_share():
+    with torch_threads(2):
+        with pytest.raises(KeyError), _parallel.one_thread():
+            assert torch.get_num_threads() == 1
+            raise KeyError("restored on the way out")
+        assert torch.get_num_threads() == 2
+        small = _parallel.map_chunks(lambda i: torch.get_num_threads(), 3, 1000)
+        one_big = _parallel.map_chunks(lambda i: torch.get_num_threads(), 1, 1 << 20)
+        assert small == [1, 1, 1] and one_big == [2]
+        assert torch.get_num_threads() == 2
+
+
+@needs_workers
 def test_no_nested_workers_and_errors_propagate():
     with torch_threads(2):
-        inner = _parallel.map_chunks(lambda i: _parallel.workers(10), 4)
+        inner = _parallel.map_chunks(lambda i: _parallel.workers(10, 1 << 20), 4, 1 << 20)
         assert inner == [1, 1, 1, 1]  # inside a worker, a nested loop runs plainly
 
         def fn(i: int) -> int:
@@ -84,21 +100,21 @@ def test_no_nested_workers_and_errors_propagate():
             return i
 
         with pytest.raises(ValueError, match="chunk 3"):
-            _parallel.map_chunks(fn, 50)
+            _parallel.map_chunks(fn, 50, 1 << 20)
         # the pool still works after an error
-        assert _parallel.map_chunks(lambda i: i, 6) == list(range(6))
+        assert _parallel.map_chunks(lambda i: i, 6, 1 << 20) == list(range(6))
 
 
 @needs_workers
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_gets_its_own_pool():
     with torch_threads(2):
-        _parallel.map_chunks(lambda i: torch.ones(1 << 12).sum(), 8)  # the parent's pool
+        _parallel.map_chunks(lambda i: torch.ones(1 << 12).sum(), 8, 1 << 20)  # the parent's pool
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: the parent's helper threads do not exist here
             try:
-                out = _parallel.map_chunks(lambda i: i + 1, 8)
+                out = _parallel.map_chunks(lambda i: i + 1, 8, 1 << 20)
                 os.write(write, bytes(out))
             finally:
                 os._exit(0)
@@ -107,6 +123,16 @@ def test_a_forked_child_gets_its_own_pool():
             got = f.read()
         os.waitpid(pid, 0)
     assert list(got) == list(range(1, 9))
+
+
+@pytest.fixture
+def shared_chunks(monkeypatch):
+    """Share out even tiny chunks, and record how many workers each loop used."""
+    monkeypatch.setattr(_parallel, "MIN_CHUNK_ELEMENTS", 1)
+    used = []
+    real = _parallel.workers
+    monkeypatch.setattr(_parallel, "workers", lambda n, e: used.append(real(n, e)) or used[-1])
+    return used
 
 
 def _soft_dice_value_and_grad(logits, labels, **kw):
@@ -118,7 +144,9 @@ def _soft_dice_value_and_grad(logits, labels, **kw):
 
 @pytest.mark.parametrize("squared", [False, True])
 @pytest.mark.parametrize("ignore", [False, True])
-def test_fused_soft_dice_same_bits_on_one_thread_and_on_workers(monkeypatch, squared, ignore):
+def test_fused_soft_dice_same_bits_on_one_thread_and_on_workers(
+    monkeypatch, shared_chunks, squared, ignore
+):
     from metricseg.losses import _softmax_counts as fused
 
     monkeypatch.setattr(fused, "_CHUNK_ELEMENTS", 256)  # many chunks of 64 voxels
@@ -132,8 +160,10 @@ def test_fused_soft_dice_same_bits_on_one_thread_and_on_workers(monkeypatch, squ
         kw["ignore_index"] = 255
     with torch_threads(1):
         one = _soft_dice_value_and_grad(logits, labels, **kw)
+    assert set(shared_chunks) == {1}
     with torch_threads(2):
         many = _soft_dice_value_and_grad(logits, labels, **kw)
+    assert shared_chunks[-2:] == [2, 2] or not _parallel._omp_set_num_threads()  # fwd, bwd
     # chunk sums are added in chunk order: bit for bit the same
     assert torch.equal(one[0], many[0]) and torch.equal(one[1], many[1])
     # and both equal the unfused path (softmax, then soft_counts)
@@ -153,7 +183,7 @@ def test_fused_soft_dice_same_bits_on_one_thread_and_on_workers(monkeypatch, squ
 
 
 @pytest.mark.parametrize("per_image", [True, False])
-def test_lovasz_same_values_on_one_thread_and_on_workers(monkeypatch, per_image):
+def test_lovasz_same_values_on_one_thread_and_on_workers(monkeypatch, shared_chunks, per_image):
     monkeypatch.setattr(lovasz_module, "_BLOCK_MIN_ELEMENTS", 64)  # several blocks
     g = torch.Generator().manual_seed(4)
     logits = torch.randn(3, 5, 17, 19, generator=g)
@@ -169,6 +199,7 @@ def test_lovasz_same_values_on_one_thread_and_on_workers(monkeypatch, per_image)
             hinge = lovasz_hinge_loss(h, masks, per_image=per_image)
             (soft + hinge).backward()
             out[threads] = (soft.detach(), hinge.detach(), x.grad, h.grad)
+        assert shared_chunks[-1] == (threads if _parallel._omp_set_num_threads() else 1)
     for a, b in zip(out[1], out[2]):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
@@ -181,7 +212,7 @@ def test_row_blocks_per_worker():
 
 
 @pytest.mark.parametrize("c", [5, 20])
-def test_confusion_same_counts_on_one_thread_and_on_workers(monkeypatch, c):
+def test_confusion_same_counts_on_one_thread_and_on_workers(monkeypatch, shared_chunks, c):
     import metricseg.counts as counts_mod
 
     monkeypatch.setattr(counts_mod, "_CPU_CHUNK", 500)  # 2 images x 8 chunks, ragged
@@ -193,6 +224,7 @@ def test_confusion_same_counts_on_one_thread_and_on_workers(monkeypatch, c):
         one = confusion(pred, gt, c, ignore_index=99)
     with torch_threads(2):
         many = confusion(pred, gt, c, ignore_index=99)
+    assert shared_chunks == [1, 2 if _parallel._omp_set_num_threads() else 1]
     assert torch.equal(one, many)
     # TP + FN = voxels of each class in the target, ignored ones left out
     kept = gt[gt != 99]
@@ -201,7 +233,7 @@ def test_confusion_same_counts_on_one_thread_and_on_workers(monkeypatch, c):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_confusion_errors_and_leaves_narrow_inputs_alone(monkeypatch, threads):
+def test_confusion_errors_and_leaves_narrow_inputs_alone(monkeypatch, shared_chunks, threads):
     import metricseg.counts as counts_mod
 
     monkeypatch.setattr(counts_mod, "_CPU_CHUNK", 100)

@@ -20,7 +20,8 @@ that order gets the same bits however the chunks were shared out.
 
 Where torch's threads are not OpenMP's (or OpenMP's thread count cannot be set
 from here), with one torch thread, or for a single chunk, the chunks run one
-after another in the calling thread, as a plain loop would.
+after another in the calling thread, as a plain loop would. Chunks too small
+to share (:data:`MIN_CHUNK_ELEMENTS`) run that way too, each op on one thread.
 
 The chunk functions must not call ops that run on MKL's own threads (``bmm``,
 ``matmul``, ``einsum``): MKL keeps a thread count of its own per thread, which
@@ -30,20 +31,27 @@ start a team of threads of its own.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import itertools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["map_chunks", "workers"]
+__all__ = ["map_chunks", "one_thread", "workers"]
 
 T = TypeVar("T")
+
+#: chunks smaller than this run in a plain loop: their ops are so short (tens of µs)
+#: that a worker waiting for the GIL loses the race for it to one that returns from an op
+MIN_CHUNK_ELEMENTS = 1 << 17
+#: how long the calling thread waits for a helper to start before it starts alone
+_START_WAIT_S = 0.002
 
 _local = threading.local()
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
@@ -74,6 +82,26 @@ def _single_threaded() -> bool:
     return torch.get_num_threads() == 1
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the calling thread's torch ops on one thread for the block (where OpenMP allows).
+
+    For ops whose parallel form has many barriers inside (the radix sort), which
+    stall whenever another process holds a core. Only this thread's setting
+    changes, and it is restored on exit.
+    """
+    setter = _omp_set_num_threads()
+    previous = torch.get_num_threads()
+    if setter is None or previous == 1:
+        yield
+        return
+    setter(1)
+    try:
+        yield
+    finally:
+        setter(previous)
+
+
 def _pool(helpers: int) -> ThreadPoolExecutor:
     key = (os.getpid(), helpers)  # a forked child has none of its parent's threads
     with _pools_lock:
@@ -94,16 +122,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools)
 
 
-def workers(n: int) -> int:
+def workers(n: int, chunk_elements: int) -> int:
     """How many workers :func:`map_chunks` would use for ``n`` chunks now (1: a plain loop)."""
     k = min(torch.get_num_threads(), n)
-    if k <= 1 or getattr(_local, "worker", False) or _omp_set_num_threads() is None:
+    if (
+        k <= 1
+        or chunk_elements < MIN_CHUNK_ELEMENTS
+        or getattr(_local, "worker", False)
+        or _omp_set_num_threads() is None
+    ):
         return 1
     return k
 
 
-def map_chunks(fn: Callable[[int], T], n: int) -> list[T]:
+def map_chunks(fn: Callable[[int], T], n: int, chunk_elements: int) -> list[T]:
     """``[fn(i) for i in range(n)]``, on single-threaded workers where that pays (module docs).
+
+    ``chunk_elements``: about how many tensor elements one call works on. Below
+    :data:`MIN_CHUNK_ELEMENTS` the calls run in a plain loop in the calling
+    thread, on one thread (:func:`one_thread`); a single large chunk runs in
+    the calling thread on all of torch's threads.
 
     ``fn`` runs under ``torch.no_grad()``; calls for different ``i`` may run at
     the same time, so they must write to disjoint memory. The first exception
@@ -113,13 +151,16 @@ def map_chunks(fn: Callable[[int], T], n: int) -> list[T]:
     Example:
         >>> import torch
         >>> x = torch.arange(10.0)
-        >>> parts = map_chunks(lambda i: x[5 * i : 5 * i + 5].sum(), 2)
+        >>> parts = map_chunks(lambda i: x[5 * i : 5 * i + 5].sum(), 2, chunk_elements=5)
         >>> [float(p) for p in parts]
         [10.0, 35.0]
     """
-    k = workers(n)
+    k = workers(n, chunk_elements)
     if k == 1:
-        with torch.no_grad():
+        # chunks too small to share gain little from a second thread per op either,
+        # and each op's barrier stalls while another process holds a core
+        small = chunk_elements < MIN_CHUNK_ELEMENTS
+        with torch.no_grad(), one_thread() if small else contextlib.nullcontext():
             return [fn(i) for i in range(n)]
     results: list[Any] = [None] * n
     counter = itertools.count()
@@ -133,6 +174,7 @@ def map_chunks(fn: Callable[[int], T], n: int) -> list[T]:
             if state["closed"]:  # a helper that woke after the work was done
                 return
             state["active"] += 1
+        started.set()
         _local.worker = True
         try:
             with torch.no_grad():
@@ -150,8 +192,14 @@ def map_chunks(fn: Callable[[int], T], n: int) -> list[T]:
                     idle.set()
 
     pool = _pool(k - 1)
+    started = threading.Event()
     for _ in range(k - 1):
         pool.submit(loop)
+    # Let a helper get going first. A thread woken while another runs short ops that
+    # each release and retake the GIL only gets the GIL when the switch interval
+    # (5 ms) forces it: waiting here, with the GIL released, lets it in at once.
+    # Bounded, for a machine whose cores are all held: then the caller starts alone.
+    started.wait(_START_WAIT_S)
     # the calling thread takes chunks too, on one thread for the while
     previous = torch.get_num_threads()
     setter = _omp_set_num_threads()

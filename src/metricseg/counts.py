@@ -244,7 +244,7 @@ def _confusion_matrix_chunks(
         return torch.bincount(idx, minlength=bins + 1)[:bins]
 
     try:
-        parts = map_chunks(count, len(jobs))
+        parts = map_chunks(count, len(jobs), min(_CPU_CHUNK, n))
     except _OutOfRange:
         check_label_range(pred, "pred", c)  # raises, describing all of pred
         check_label_range(target, "target", c, ignore_index)  # raises

@@ -117,7 +117,7 @@ class SoftmaxSoftCounts(torch.autograd.Function):
             tp = torch.zeros((b, c), dtype=wide, device=p.device)
             return tp.scatter_add_(1, y, hit.to(wide)), q.sum(2, dtype=wide)
 
-        parts = map_chunks(chunk, len(chunks))
+        parts = map_chunks(chunk, len(chunks), b * c * (chunks[0][1] - chunks[0][0]))
         # summed in chunk order: the same result however the chunks were shared out
         tp = torch.stack([t for t, _ in parts]).sum(0)
         sp = torch.stack([q for _, q in parts]).sum(0)
@@ -169,5 +169,5 @@ class SoftmaxSoftCounts(torch.autograd.Function):
             if valid is not None:
                 p.mul_(valid[:, s:e].unsqueeze(1))
 
-        map_chunks(chunk, len(chunks))
+        map_chunks(chunk, len(chunks), b * c * (chunks[0][1] - chunks[0][0]))
         return out, None, None, None, None, None

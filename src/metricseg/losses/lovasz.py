@@ -58,7 +58,7 @@ import torch
 
 from metricseg import _hugepages
 from metricseg._checks import check_label_range, check_probabilities_shape
-from metricseg._parallel import map_chunks, workers
+from metricseg._parallel import map_chunks, one_thread, workers
 from metricseg.distributed import all_gather_cat, is_distributed
 from metricseg.losses._common import (
     ClassesArg,
@@ -129,11 +129,15 @@ def _sort_descending(errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     key = torch.add(low, rows << 31).view(-1)
     del low
     perm = torch.empty_like(key)
-    try:
-        # the sorted keys overwrite the keys: no second key buffer, and measurably faster
-        torch.sort(key, stable=True, out=(key, perm))
-    except RuntimeError:  # a torch that refuses an output aliasing its input
-        perm = torch.sort(key, stable=True)[1]
+    # on one thread: the parallel radix sort meets a barrier at every pass, and each
+    # stalls while another process holds a core (blocks of several rows are sorted
+    # at the same time by map_chunks's workers instead)
+    with one_thread():
+        try:
+            # the sorted keys overwrite the keys: no second key buffer, and measurably faster
+            torch.sort(key, stable=True, out=(key, perm))
+        except RuntimeError:  # a torch that refuses an output aliasing its input
+            perm = torch.sort(key, stable=True)[1]
     del key
     perm = perm.view(r, n).sub_(rows * n)  # index within the row
     return errors.gather(1, perm), perm
@@ -278,7 +282,8 @@ class _LovaszFunction(torch.autograd.Function):
             x_rows = x.reshape(rows, m)
             fg_rows = target.reshape(rows, m) if hinge else None
         # as many blocks in flight as workers, so a quarter of all elements in flight
-        blocks = _row_blocks(rows, m, parts=4 * workers(rows))
+        k = workers(rows, rows * m // (4 * torch.get_num_threads()))
+        blocks = _row_blocks(rows, m, parts=4 * k)
 
         def block(i: int) -> None:
             s, e = blocks[i]
@@ -310,7 +315,7 @@ class _LovaszFunction(torch.autograd.Function):
             # blocks write disjoint rows of loss and grad
             loss[s:e] = _lovasz_rows(errors, fg, positives[s:e], hinge, grad[s:e])
 
-        map_chunks(block, len(blocks))
+        map_chunks(block, len(blocks), (blocks[0][1] - blocks[0][0]) * m)
         if not per_image:
             grad = grad.view(c, b, n).transpose(0, 1).contiguous()
         ctx.save_for_backward(grad.view(b, c, n))
