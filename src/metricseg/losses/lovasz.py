@@ -51,12 +51,13 @@ cheaper per-process pooled loss.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
 import torch
 
-from metricseg import _hugepages
+from metricseg import _hugepages, _parallel
 from metricseg._checks import check_label_range, check_probabilities_shape
 from metricseg._parallel import map_chunks, one_thread, workers
 from metricseg.distributed import all_gather_cat, is_distributed
@@ -268,65 +269,88 @@ class _LovaszFunction(torch.autograd.Function):
         hinge: bool,
     ) -> torch.Tensor:
         b, c, n = x.shape
-        x = x.detach()
         rows, m = (b * c, n) if per_image else (c, b * n)
-        if not hinge:
-            small = _small_labels(target, c)
-            cls = torch.arange(c, device=x.device, dtype=small.dtype)
-        # the gradient (B, C, N), or (C, B, N) for the pooled batch until the end
-        grad = _hugepages.empty((rows, m), dtype=x.dtype, device=x.device)
-        loss = torch.empty(rows, dtype=x.dtype, device=x.device)
-        positives = positives.reshape(-1)
-        if per_image:
-            # once, not per block: a copy where the input is not viewable (a channel slice)
-            x_rows = x.reshape(rows, m)
-            fg_rows = target.reshape(rows, m) if hinge else None
         # as many blocks in flight as workers, so a quarter of all elements in flight
         k = workers(rows, rows * m // (4 * torch.get_num_threads()))
         blocks = _row_blocks(rows, m, parts=4 * k)
-
-        def block(i: int) -> None:
-            s, e = blocks[i]
-            if per_image:
-                xr = x_rows[s:e]
-                row = torch.arange(s, e, device=x.device)
-                img = row // c
-                skip = None if ignored is None else ignored[img]
-                if fg_rows is not None:
-                    fg = fg_rows[s:e]
-                else:
-                    fg = _as_bool(small[img].eq_(cls[row % c].view(-1, 1)))
-            else:
-                xr = x[:, s:e].transpose(0, 1).reshape(e - s, m)
-                skip = None if ignored is None else ignored.reshape(1, m)
-                if hinge:
-                    fg = target[:, s:e].transpose(0, 1).reshape(e - s, m)
-                else:
-                    fg = small.reshape(1, m) == cls[s:e].view(-1, 1)
-            if hinge:
-                # errors 1 - x on the foreground, 1 + x elsewhere; max(0, .) as the loss does
-                errors = torch.where(fg, 1.0 - xr, 1.0 + xr).clamp_min_(0.0)
-            else:
-                # error 1 - p for the target class, p for the others
-                errors = torch.rsub(xr, 1.0)
-                torch.where(fg, errors, xr, out=errors)
-            if skip is not None:
-                errors.masked_fill_(skip, float("-inf"))
-            # blocks write disjoint rows of loss and grad
-            loss[s:e] = _lovasz_rows(errors, fg, positives[s:e], hinge, grad[s:e])
-
-        map_chunks(block, len(blocks), (blocks[0][1] - blocks[0][0]) * m)
-        if not per_image:
-            grad = grad.view(c, b, n).transpose(0, 1).contiguous()
-        ctx.save_for_backward(grad.view(b, c, n))
+        # an input too small to share out runs all its ops on one thread (as its blocks
+        # do in map_chunks): a second thread gains little there, and every op's barrier
+        # stalls while another process holds a core
+        ctx.tiny = (blocks[0][1] - blocks[0][0]) * m < _parallel.MIN_CHUNK_ELEMENTS
         ctx.per_image = per_image
-        return loss.view(b, c) if per_image else loss
+        with one_thread() if ctx.tiny else contextlib.nullcontext():
+            loss, grad = _lovasz_blocks(
+                x.detach(), target, ignored, positives, per_image, hinge, blocks
+            )
+        ctx.save_for_backward(grad)
+        return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         scale = grad_loss.unsqueeze(-1) if ctx.per_image else grad_loss.view(1, -1, 1)
-        return grad * scale.to(grad.dtype), None, None, None, None, None
+        with one_thread() if ctx.tiny else contextlib.nullcontext():
+            return grad * scale.to(grad.dtype), None, None, None, None, None
+
+
+def _lovasz_blocks(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    ignored: torch.Tensor | None,
+    positives: torch.Tensor,
+    per_image: bool,
+    hinge: bool,
+    blocks: list[tuple[int, int]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward of :class:`_LovaszFunction`: (row losses, gradient (B, C, N))."""
+    b, c, n = x.shape
+    rows, m = (b * c, n) if per_image else (c, b * n)
+    if not hinge:
+        small = _small_labels(target, c)
+        cls = torch.arange(c, device=x.device, dtype=small.dtype)
+    # the gradient (B, C, N), or (C, B, N) for the pooled batch until the end
+    grad = _hugepages.empty((rows, m), dtype=x.dtype, device=x.device)
+    loss = torch.empty(rows, dtype=x.dtype, device=x.device)
+    positives = positives.reshape(-1)
+    if per_image:
+        # once, not per block: a copy where the input is not viewable (a channel slice)
+        x_rows = x.reshape(rows, m)
+        fg_rows = target.reshape(rows, m) if hinge else None
+
+    def block(i: int) -> None:
+        s, e = blocks[i]
+        if per_image:
+            xr = x_rows[s:e]
+            row = torch.arange(s, e, device=x.device)
+            img = row // c
+            skip = None if ignored is None else ignored[img]
+            if fg_rows is not None:
+                fg = fg_rows[s:e]
+            else:
+                fg = _as_bool(small[img].eq_(cls[row % c].view(-1, 1)))
+        else:
+            xr = x[:, s:e].transpose(0, 1).reshape(e - s, m)
+            skip = None if ignored is None else ignored.reshape(1, m)
+            if hinge:
+                fg = target[:, s:e].transpose(0, 1).reshape(e - s, m)
+            else:
+                fg = small.reshape(1, m) == cls[s:e].view(-1, 1)
+        if hinge:
+            # errors 1 - x on the foreground, 1 + x elsewhere; max(0, .) as the loss does
+            errors = torch.where(fg, 1.0 - xr, 1.0 + xr).clamp_min_(0.0)
+        else:
+            # error 1 - p for the target class, p for the others
+            errors = torch.rsub(xr, 1.0)
+            torch.where(fg, errors, xr, out=errors)
+        if skip is not None:
+            errors.masked_fill_(skip, float("-inf"))
+        # blocks write disjoint rows of loss and grad
+        loss[s:e] = _lovasz_rows(errors, fg, positives[s:e], hinge, grad[s:e])
+
+    map_chunks(block, len(blocks), (blocks[0][1] - blocks[0][0]) * m)
+    if not per_image:
+        grad = grad.view(c, b, n).transpose(0, 1).contiguous()
+    return (loss.view(b, c) if per_image else loss), grad.view(b, c, n)
 
 
 def _gather_pooled(x: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
