@@ -1,140 +1,160 @@
-"""Per-class Dice of two label maps: metricseg vs MONAI DiceMetric vs one bincount (the floor).
+"""Per-class Dice of two label maps: metricseg vs MONAI, torchmetrics and one bincount.
 
-Prints a Markdown table; not a test. Usage::
+Prints Markdown tables; not a test. From a clone, after ``pip install -e '.[bench]'``::
 
-    python benchmarks/bench_metrics.py                 # (2, 128, 128, 128), 14 classes, CPU
-    python benchmarks/bench_metrics.py --device cuda --repeats 50
+    python benchmarks/bench_metrics.py                     # (2, 128, 128, 128), 14 classes
+    python benchmarks/bench_metrics.py --threads 1
+    python benchmarks/bench_metrics.py --busy 2            # both cores held by spinners
+    python benchmarks/bench_metrics.py --reuse-inputs      # the same label maps every call
 
-* metricseg: ``metricseg.metrics.dice(pred, target, num_classes=14)`` on the label
-  maps, input checks included, giving the ``(B, C)`` scores.
-* MONAI: ``monai.metrics.DiceMetric(include_background=True, reduction="none")``
-  given one-hot float tensors; the conversion from label maps (``monai.networks.
-  utils.one_hot``) is counted, since that is what its users do.
-* floor: one ``torch.bincount`` over a precomputed int64 index with as many
-  entries as there are voxels, into ``B·C·C`` bins — the least any counting
-  method can do.
+How it is measured (fresh inputs, fresh processes, ``--busy``, memory): see
+``benchmarks/_harness.py``. Label maps are int64, 70 % of voxels agreeing.
 
-Each method runs once to warm up, then ``--repeats`` times; the table gives the
-median and the best (minimum) wall time. On a shared machine the best time is the
-steadier of the two: other processes only ever add time.
+* metricseg: ``metricseg.metrics.dice(pred, target, num_classes=C)`` on the
+  label maps, input checks included, giving the ``(B, C)`` scores.
+* MONAI: ``monai.metrics.DiceMetric(include_background=True,
+  reduction="none")`` given one-hot float tensors; the conversion from label
+  maps (``monai.networks.utils.one_hot``) is counted, since its users do that.
+* torchmetrics: ``torchmetrics.functional.segmentation.dice_score(...,
+  average="none", input_format="index")``, which takes label maps itself.
+* one bincount: ``torch.bincount`` over an int64 index with as many entries
+  as there are voxels, into ``B·C·C`` bins — the least any counting method
+  can do (the index is an input, fresh like the others).
+
+The mean of the ``(B, C)`` scores is printed per row: they must agree.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
+import os
+import sys
+from typing import Any
 
-import torch
+import _harness as H
 
-from metricseg.metrics import dice
-
-
-def _time(
-    fn: Callable[[], object], repeats: int, device: torch.device, clock: Callable[[], float]
-) -> tuple[float, float]:
-    """(median, best) time in seconds."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = clock()
-        fn()
-        sync()
-        times.append(clock() - start)
-    return statistics.median(times), min(times)
+IMPLS = ("metricseg", "bincount", "monai", "torchmetrics")
+IMPL_NAMES = {
+    "metricseg": "metricseg `dice` (label maps)",
+    "bincount": "one `torch.bincount` over as many voxels",
+    "monai": "MONAI `DiceMetric` (one-hot conversion counted)",
+    "torchmetrics": "torchmetrics `dice_score` (label maps)",
+}
+#: (anchor, bound, sense): "ge" bounds anchor time / ours, "le" ours / anchor
+TARGETS = {
+    "idle": [("monai", 20.0, "ge"), ("bincount", 2.0, "le")],
+    "busy": [("monai", 20.0, "ge"), ("bincount", 3.0, "le")],
+}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", default="2,128,128,128", help="B,*spatial")
-    parser.add_argument("--classes", type=int, default=14)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--monai-repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument(
-        "--clock",
-        choices=("wall", "cpu"),
-        default="wall",
-        help="wall: elapsed time; cpu: CPU time of this process (steadier on a shared "
-        "machine; sums all threads, so use it with --threads 1)",
-    )
-    args = parser.parse_args(argv)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    shape = tuple(int(s) for s in args.shape.split(","))
-    c = args.classes
+def build(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """(make_inputs, call) of one row, for ``_harness.worker_main``."""
+    import torch
+
+    shape, c, impl = tuple(spec["shape"]), spec["classes"], spec["impl"]
     gen = torch.Generator().manual_seed(0)
     target = torch.randint(0, c, shape, generator=gen)
     noise = torch.randint(0, c, shape, generator=gen)
     pred = torch.where(torch.rand(shape, generator=gen) < 0.7, target, noise)
-    target, pred = target.to(device), pred.to(device)
-    index = torch.randint(0, shape[0] * c * c, (pred.numel(),), generator=gen).to(device)
+    del noise
 
-    rows: list[tuple[str, tuple[float, float]]] = []
-    ours = dice(pred, target, num_classes=c)
-    rows.append(
-        (
-            "metricseg `dice` (label maps)",
-            _time(lambda: dice(pred, target, num_classes=c), args.repeats, device, clock),
-        )
-    )
-    rows.append(
-        (
-            "floor: one `torch.bincount`",
-            _time(
-                lambda: torch.bincount(index, minlength=shape[0] * c * c),
-                args.repeats,
-                device,
-                clock,
-            ),
-        )
-    )
-    try:
+    def summary(scores: torch.Tensor) -> float:
+        return float(scores.double().nanmean())
+
+    if impl == "bincount":
+        index = torch.randint(0, shape[0] * c * c, (pred.numel(),), generator=gen)
+
+        def count(idx: torch.Tensor) -> float:
+            torch.bincount(idx, minlength=shape[0] * c * c)
+            return float("nan")
+
+        return H.fresh_or_reused(spec["reuse"], index), count
+    if impl == "metricseg":
+        from metricseg.metrics import dice
+
+        def call(p: torch.Tensor, t: torch.Tensor) -> float:
+            return summary(dice(p, t, num_classes=c))
+    elif impl == "monai":
         from monai.metrics import DiceMetric
         from monai.networks.utils import one_hot
-    except ImportError:
-        print("MONAI not installed: its row is left out")
-    else:
+
         metric = DiceMetric(include_background=True, reduction="none")
 
-        def monai_dice() -> torch.Tensor:
-            return metric(one_hot(pred.unsqueeze(1), c), one_hot(target.unsqueeze(1), c))
+        def call(p: torch.Tensor, t: torch.Tensor) -> float:
+            return summary(metric(one_hot(p.unsqueeze(1), c), one_hot(t.unsqueeze(1), c)))
+    else:
+        from torchmetrics.functional.segmentation import dice_score
 
-        theirs = monai_dice()
-        if not torch.allclose(
-            ours.float(), theirs.float().to(ours.device), atol=1e-5, equal_nan=True
-        ):
-            raise SystemExit("metricseg and MONAI disagree; the timing would be meaningless")
-        rows.append(
-            (
-                "MONAI `DiceMetric` (one-hot conversion counted)",
-                _time(monai_dice, args.monai_repeats, device, clock),
-            )
-        )
+        def call(p: torch.Tensor, t: torch.Tensor) -> float:
+            return summary(dice_score(p, t, c, average="none", input_format="index"))
 
-    ours_med, ours_best = rows[0][1]
-    print(
-        f"\nPer-class Dice, label maps {shape}, {c} classes, {device}"
-        f" ({torch.get_num_threads()} threads), torch {torch.__version__}, {args.clock} time\n"
-    )
-    print("| method | median (ms) | best (ms) | median / metricseg | best / metricseg |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, (med, best) in rows:
+    return H.fresh_or_reused(spec["reuse"], pred, target), call
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    H.add_common_args(parser, repeats=15, warmup=2)
+    parser.add_argument("--shape", default="2,128,128,128", help="B,*spatial")
+    parser.add_argument("--classes", type=int, default=14)
+    parser.add_argument("--anchor-repeats", type=int, default=5,
+                        help="timed calls of MONAI and torchmetrics per round (default 5)")  # fmt: skip
+    parser.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS),
+                        help="only these rows (metricseg is always run)")  # fmt: skip
+    args = parser.parse_args(argv)
+    H.check_common_args(parser, args)
+    if args.anchor_repeats < 1:
+        parser.error(f"--anchor-repeats must be at least 1, got {args.anchor_repeats}")
+    if args.worker:
+        H.worker_main(args.worker, build)
+        return 0
+    import torch
+
+    shape = [int(s) for s in args.shape.split(",")]
+    impls = ["metricseg", *[i for i in args.impls if i != "metricseg"]]
+    rows = [
+        {"case": "dice-metric", "impl": impl, "shape": shape, "classes": args.classes,
+         **({"repeats": args.anchor_repeats} if impl in ("monai", "torchmetrics") else {})}
+        for impl in impls
+    ]  # fmt: skip
+    print(H.header(f"Per-class Dice, label maps {tuple(shape)}, {args.classes} classes, CPU",
+                   args, torch.__version__))  # fmt: skip
+    print(f"MONAI and torchmetrics: {args.anchor_repeats} timed calls per round")
+    res, before, after = H.run_rows(os.path.abspath(__file__), rows, args)
+    print(H.load_line(before, after, args.busy))
+    print()
+    print("| method | median (ms) | best (ms) | median ÷ metricseg | best ÷ metricseg "
+          "| peak extra memory (MiB) | mean Dice |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    ours = res[("dice-metric", "metricseg")]
+    for impl in impls:
+        r = res[("dice-metric", impl)]
+        if r.get("failed"):
+            print(f"| {IMPL_NAMES[impl]} | failed | | | | | |")
+            continue
         print(
-            f"| {name} | {med * 1e3:.1f} | {best * 1e3:.1f} | {med / ours_med:.2f}× "
-            f"| {best / ours_best:.2f}× |"
+            f"| {IMPL_NAMES[impl]} | {r['median'] * 1e3:.1f} | {r['best'] * 1e3:.1f} "
+            f"| {H.fmt(H.ratio(r, ours, 'median'), '.2f', '×')} "
+            f"| {H.fmt(H.ratio(r, ours, 'best'), '.2f', '×')} "
+            f"| {H.fmt(r.get('peak_mib'))} | {r['value']:.6f} |"
         )
+    state = "busy" if args.busy else "idle"
+    print()
+    print(f"Targets of issue 14 for a{'' if state == 'busy' else 'n'} {state} machine "
+          f"({args.threads} thread(s)), judged on the median:")  # fmt: skip
+    checks = []
+    for anchor, bound, sense in TARGETS[state]:
+        if anchor not in impls:
+            continue
+        theirs = res[("dice-metric", anchor)]
+        if sense == "ge":
+            checks.append((f"{IMPL_NAMES[anchor]} time ÷ metricseg ≥ {bound:g}",
+                           H.ratio(theirs, ours, "median"), bound, sense))  # fmt: skip
+        else:
+            checks.append((f"metricseg time ÷ {IMPL_NAMES[anchor]} ≤ {bound:g}",
+                           H.ratio(ours, theirs, "median"), bound, sense))  # fmt: skip
+    print("\n".join(H.targets_table(checks)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

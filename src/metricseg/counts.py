@@ -41,6 +41,7 @@ from metricseg._checks import (
     is_integer_dtype,
     require_tensor,
 )
+from metricseg._parallel import map_chunks
 from metricseg.types import ArrayLike
 
 __all__ = ["FN", "FP", "TP", "confusion", "soft_counts"]
@@ -199,52 +200,85 @@ def _confusion_labels(
     if mask is not None:
         keep = _check_mask(mask, (b, *pred.shape[1:]), pred.device).reshape(b, -1)
         drop = ~keep if drop is None else drop | ~keep
-    bins = c * c
-    n = t.shape[1]
     if not on_cpu:
         cm = _confusion_matrix_whole(p, t, c, drop)
     else:
-        # CPU: per image, in cache-sized chunks, index t*C + p into one reused buffer.
-        # Where the C*C + 1 bins fit in a byte the index is a uint8: bincount over
-        # bytes is twice as fast, and casting both label chunks to uint8 then
-        # multiplying and adding bytes beats one int64 add with a cast on output.
-        # Labels are range-checked first, so t*C + p < bins; byte arithmetic wraps
-        # mod 256, which is exact for a result below 256.
-        cm = torch.zeros((b, bins), dtype=torch.int64)
-        size = min(_CPU_CHUNK, max(n, 1))
-        as_bytes = bins < 256
-        buf = torch.empty(size, dtype=torch.uint8 if as_bytes else torch.int64)
-        p_bytes = torch.empty(size, dtype=torch.uint8) if as_bytes else None
-        # an int64 index is computed in the inputs' own dtype when that holds bins
-        fused = torch.iinfo(torch.promote_types(p.dtype, t.dtype)).max >= bins
-        for i in range(b):
-            for start in range(0, n, _CPU_CHUNK):
-                stop = min(start + _CPU_CHUNK, n)
-                p_chunk, t_chunk = p[i, start:stop], t[i, start:stop]
-                if validate and not _in_range(p_chunk, c):
-                    check_label_range(pred, "pred", c)  # raises, describing all of pred
-                if validate and not _in_range(t_chunk, c):
-                    bad = (t_chunk < 0) | (t_chunk >= c)
-                    if ignore_index is not None:
-                        bad &= t_chunk != ignore_index
-                    if bool(bad.any()):
-                        check_label_range(target, "target", c, ignore_index)  # raises
-                idx = buf[: stop - start]
-                if p_bytes is not None:
-                    pb = p_bytes[: stop - start].copy_(p_chunk)
-                    idx.copy_(t_chunk).mul_(c).add_(pb)
-                elif fused:
-                    torch.add(p_chunk, t_chunk, alpha=c, out=idx)
-                else:  # widen first: t*C + p would overflow the label dtype
-                    idx.copy_(t_chunk).mul_(c).add_(p_chunk)
-                if drop is not None:
-                    idx.masked_fill_(drop[i, start:stop], bins)
-                cm[i] += torch.bincount(idx, minlength=bins + 1)[:bins]
-        cm = cm.view(b, c, c)
+        cm = _confusion_matrix_chunks(pred, target, p, t, c, ignore_index, drop, validate)
     tp = torch.diagonal(cm, dim1=1, dim2=2)
     fp = cm.sum(1) - tp  # predicted c, target other
     fn = cm.sum(2) - tp  # target c, predicted other
     return torch.stack((tp, fp, fn), dim=-1)
+
+
+class _OutOfRange(Exception):
+    """A chunk holds a label outside the classes (the caller says which)."""
+
+
+def _confusion_matrix_chunks(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    p: torch.Tensor,
+    t: torch.Tensor,
+    c: int,
+    ignore_index: int | None,
+    drop: torch.Tensor | None,
+    validate: bool = True,
+) -> torch.Tensor:
+    """Confusion matrices ``(B, C, C)`` of flat CPU label maps ``(B, N)``, chunk by chunk.
+
+    Per image, in cache-sized chunks, each range-checked while in cache and
+    counted by one ``bincount`` of the index ``t·C + p``. Where the ``C² + 1``
+    bins fit in a byte the index is a uint8: ``bincount`` over bytes is twice
+    as fast, and casting both label chunks to uint8 then multiplying and adding
+    bytes beats one int64 add with a cast on output (labels are range-checked
+    first, so ``t·C + p < C²``; byte arithmetic wraps mod 256, which is exact
+    for a result below 256). The chunks run on :func:`metricseg._parallel.
+    map_chunks`'s single-threaded workers (no op opens a parallel region, so a
+    busy machine costs no barrier waits); counts are integers, so their sum
+    does not depend on how the chunks were shared out. ``pred`` and ``target``
+    are the unflattened inputs, for the error message. ``validate=False`` skips the
+    range checks (the caller vouches for the labels).
+    """
+    b, n = t.shape
+    bins = c * c
+    as_bytes = bins < 256
+    # an int64 index is computed in the inputs' own dtype when that holds bins
+    fused = torch.iinfo(torch.promote_types(p.dtype, t.dtype)).max >= bins
+    starts = range(0, n, _CPU_CHUNK)
+    jobs = [(i, start) for i in range(b) for start in starts]
+
+    def count(j: int) -> torch.Tensor:
+        i, start = jobs[j]
+        stop = min(start + _CPU_CHUNK, n)
+        p_chunk, t_chunk = p[i, start:stop], t[i, start:stop]
+        if validate and not _in_range(p_chunk, c):
+            raise _OutOfRange
+        if validate and not _in_range(t_chunk, c):
+            bad = (t_chunk < 0) | (t_chunk >= c)
+            if ignore_index is not None:
+                bad &= t_chunk != ignore_index
+            if bool(bad.any()):
+                raise _OutOfRange
+        if as_bytes:
+            # copy=True: a uint8 input must not be changed in place
+            idx = t_chunk.to(torch.uint8, copy=True).mul_(c).add_(p_chunk.to(torch.uint8))
+        elif fused:
+            idx = torch.add(p_chunk, t_chunk, alpha=c).to(torch.int64)
+        else:  # widen first: t*C + p would overflow the label dtype
+            idx = t_chunk.to(torch.int64, copy=True).mul_(c).add_(p_chunk)
+        if drop is not None:
+            idx.masked_fill_(drop[i, start:stop], bins)
+        return torch.bincount(idx, minlength=bins + 1)[:bins]
+
+    try:
+        parts = map_chunks(count, len(jobs), min(_CPU_CHUNK, n))
+    except _OutOfRange:
+        check_label_range(pred, "pred", c)  # raises, describing all of pred
+        check_label_range(target, "target", c, ignore_index)  # raises
+        raise AssertionError(
+            "a chunk held a label out of range, but the whole map does not"
+        ) from None
+    return torch.stack(parts).view(b, len(starts), bins).sum(1).view(b, c, c)
 
 
 def _in_range(labels: torch.Tensor, num_classes: int) -> bool:

@@ -19,7 +19,12 @@ respect to the logits: with :math:`h_{ci} = \partial L / \partial p_{ci}
 So soft Dice with softmax needs about one input-sized buffer in all — the
 probabilities, which become the gradient — instead of the probabilities,
 their gradient and the softmax backward's output, and computes ``exp`` once.
-The buffer is advised onto huge pages (:mod:`metricseg._hugepages`). A second
+The chunks are cache-sized and run on :func:`metricseg._parallel.map_chunks`'s
+single-threaded workers: no op opens a parallel region, so a busy machine
+costs the loss its share of the cores and no barrier waits (each chunk's
+sums are kept apart and added in chunk order, so the result does not depend
+on how the chunks were shared out). The buffer is advised onto huge pages
+(:mod:`metricseg._hugepages`). A second
 backward through the same graph (``retain_graph=True``) recomputes the
 probabilities; without gradients (``torch.no_grad()`` or logits that need
 none) no buffer is kept. The result equals
@@ -37,6 +42,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from metricseg import _hugepages
+from metricseg._parallel import map_chunks
 
 #: voxels per chunk times classes times images stays near this many elements
 _CHUNK_ELEMENTS = 1 << 20
@@ -50,6 +56,15 @@ def _chunks(n: int, b: int, c: int) -> list[tuple[int, int]]:
         step -= step % 64  # chunks start on cache lines
     step = max(_MIN_STEP, step)
     return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def _input_sized(like: torch.Tensor) -> torch.Tensor:
+    """A new contiguous buffer shaped like the input, on huge pages where the OS allows.
+
+    One place for the tests to watch. The huge-page advice (:mod:`metricseg._hugepages`)
+    saves most of the cost of first touching the buffer, which is new every call.
+    """
+    return _hugepages.empty_like(like)
 
 
 def _softmax_into(z: torch.Tensor, p: torch.Tensor) -> None:
@@ -81,25 +96,31 @@ class SoftmaxSoftCounts(torch.autograd.Function):
     ) -> torch.Tensor:
         b, c, n = logits.shape
         wide = torch.float64
-        tp = torch.zeros((b, c), dtype=wide, device=logits.device)
-        sp = torch.zeros((b, c), dtype=wide, device=logits.device)
         # the probabilities, kept for backward (which turns them into the gradient)
-        probs = _hugepages.empty_like(logits) if keep_probs else None
-        for s, e in _chunks(n, b, c):
+        probs = _input_sized(logits) if keep_probs else None
+        chunks = _chunks(n, b, c)
+
+        def chunk(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            s, e = chunks[i]
             z = logits[:, :, s:e]
             p = probs[:, :, s:e] if probs is not None else torch.empty_like(z)
             _softmax_into(z, p)
-            y = labels[:, s:e].unsqueeze(1)
-            hit = p.gather(1, y)
-            if valid is None:
-                p_sum = (p * p).sum(2) if squared else p.sum(2)
-            else:
-                w = valid[:, s:e].unsqueeze(1).to(p.dtype)  # (B, 1, n)
+            y = labels[:, s:e]
+            hit = p.gather(1, y.unsqueeze(1)).squeeze(1)  # (B, n)
+            # no bmm / einsum here: they would run on MKL's threads (see _parallel)
+            q = p * p if squared else p
+            if valid is not None:
+                w = valid[:, s:e].to(p.dtype)  # (B, n)
                 hit.mul_(w)
-                # (B, C, n) @ (B, n, 1): a batched matmul, no masked copy of the chunk
-                p_sum = torch.bmm(p * p if squared else p, w.transpose(1, 2)).squeeze(-1)
-            tp.scatter_add_(1, y.squeeze(1), hit.squeeze(1).to(wide))
-            sp.add_(p_sum)
+                q = q * w.unsqueeze(1)
+            # TP by scatter_add in float64 (it adds one voxel after another)
+            tp = torch.zeros((b, c), dtype=wide, device=p.device)
+            return tp.scatter_add_(1, y, hit.to(wide)), q.sum(2, dtype=wide)
+
+        parts = map_chunks(chunk, len(chunks), b * c * (chunks[0][1] - chunks[0][0]))
+        # summed in chunk order: the same result however the chunks were shared out
+        tp = torch.stack([t for t, _ in parts]).sum(0)
+        sp = torch.stack([q for _, q in parts]).sum(0)
         ctx.save_for_backward(logits, labels, valid)
         ctx.probs = probs
         ctx.squared = squared
@@ -117,30 +138,36 @@ class SoftmaxSoftCounts(torch.autograd.Function):
         out, ctx.probs = ctx.probs, None
         recompute = out is None  # a second backward through the same graph
         if recompute:
-            out = _hugepages.empty_like(logits)
+            out = _input_sized(logits)
         g = grad_counts.to(logits.dtype)
-        a = (g[..., 0] - g[..., 1] - g[..., 2]).unsqueeze(-1)  # dL/dTP, (B, C, 1)
+        a = g[..., 0] - g[..., 1] - g[..., 2]  # dL/dTP, (B, C)
         bfp = g[..., 1].unsqueeze(-1)  # dL/d(sum p or sum p^2), (B, C, 1)
         # h = coef p^(k-1): coef = 2 b when squared (k = 2), b otherwise
         coef = bfp * 2 if ctx.squared else bfp
-        # (B, 1, C) @ (B, C, n): a plain batched matmul; the einsum spelling of the
-        # same sum transposes p first and costs ten times as much on the CPU
-        coef_row = coef.transpose(1, 2)
-        for s, e in _chunks(n, b, c):
-            p = out[:, :, s:e]  # probabilities in, gradient out
+        squared = ctx.squared
+        chunks = _chunks(n, b, c)
+
+        def chunk(i: int) -> None:
+            s, e = chunks[i]
+            p = out[:, :, s:e]  # probabilities in, gradient out (chunks are disjoint)
             if recompute:
                 _softmax_into(logits[:, :, s:e], p)
             y = labels[:, s:e].unsqueeze(1)
-            a_y = torch.gather(a.squeeze(-1), 1, y.squeeze(1)).unsqueeze(1)  # (B, 1, n)
+            a_y = torch.gather(a, 1, y.squeeze(1)).unsqueeze(1)  # (B, 1, n)
             target_term = p.gather(1, y).mul_(a_y)
-            if ctx.squared:
+            # sum_c' p h over the classes, by a product and a sum rather than a bmm
+            # (which would run on MKL's threads, see _parallel)
+            ph = torch.mul(p, coef)
+            if squared:
                 # h = 2 b p: p (h - sum_c' p h) = p (2 b p - sum_c' 2 b p^2)
-                mean_h = torch.bmm(coef_row, p * p).add_(target_term)
-                p.mul_(torch.mul(p, coef).sub_(mean_h))
+                mean_h = torch.mul(ph, p).sum(1, keepdim=True).add_(target_term)
+                p.mul_(ph.sub_(mean_h))
             else:
-                mean_h = torch.bmm(coef_row, p).add_(target_term)
+                mean_h = ph.sum(1, keepdim=True).add_(target_term)
                 p.mul_(torch.sub(coef, mean_h))
             p.scatter_add_(1, y, target_term)
             if valid is not None:
                 p.mul_(valid[:, s:e].unsqueeze(1))
+
+        map_chunks(chunk, len(chunks), b * c * (chunks[0][1] - chunks[0][0]))
         return out, None, None, None, None, None

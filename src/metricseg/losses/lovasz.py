@@ -14,10 +14,13 @@ where :math:`e` are the voxel errors sorted in decreasing order by :math:`\pi`,
 :math:`e_i = \max(0, 1 - s_i x_i)` with :math:`s_i = \pm 1` and logits :math:`x`.
 
 Implementation: the rows — every (image, class) pair, or every class of the
-pooled batch when ``per_image=False`` — are sorted batched; the Python loop
-runs over at most four blocks of rows (a quarter of all elements each, at
-least 2¹⁶), however many images and classes there are, which bounds the
-sort's working memory. On the CPU a block is sorted by one
+pooled batch when ``per_image=False`` — are sorted batched, in at most four
+blocks of rows per worker (``_row_blocks``: at least 2¹⁶ elements each, and
+a quarter of all elements in flight), however many images and classes there
+are, which bounds the sort's working memory. The blocks run on
+:func:`metricseg._parallel.map_chunks`'s single-threaded workers, so that a
+machine whose cores are held by other processes costs the loss its share of
+the cores and no barrier waits. On the CPU a block is sorted by one
 stable radix sort of int64 keys built from the rows and the bits of the
 float32 errors (``_sort_descending``; timings in ``benchmarks/bench_losses.py``);
 elsewhere by one batched ``torch.sort``. Since
@@ -47,14 +50,16 @@ cheaper per-process pooled loss.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from metricseg import _hugepages
+from metricseg import _hugepages, _parallel
 from metricseg._checks import check_dense_target, check_label_range, check_probabilities_shape
+from metricseg._parallel import map_chunks, one_thread, workers
 from metricseg.distributed import all_gather_cat, is_distributed
 from metricseg.losses._common import (
     LossModule,
@@ -126,11 +131,15 @@ def _sort_descending(errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     key = torch.add(low, rows << 31).view(-1)
     del low
     perm = torch.empty_like(key)
-    try:
-        # the sorted keys overwrite the keys: no second key buffer, and measurably faster
-        torch.sort(key, stable=True, out=(key, perm))
-    except RuntimeError:  # a torch that refuses an output aliasing its input
-        perm = torch.sort(key, stable=True)[1]
+    # on one thread: the parallel radix sort meets a barrier at every pass, and each
+    # stalls while another process holds a core (blocks of several rows are sorted
+    # at the same time by map_chunks's workers instead)
+    with one_thread():
+        try:
+            # the sorted keys overwrite the keys: no second key buffer, and measurably faster
+            torch.sort(key, stable=True, out=(key, perm))
+        except RuntimeError:  # a torch that refuses an output aliasing its input
+            perm = torch.sort(key, stable=True)[1]
     del key
     perm = perm.view(r, n).sub_(rows * n)  # index within the row
     return errors.gather(1, perm), perm
@@ -201,18 +210,21 @@ def _lovasz_rows(
 _BLOCK_MIN_ELEMENTS = 1 << 16
 
 
-def _row_blocks(rows: int, n: int) -> list[tuple[int, int]]:
-    """Ranges of rows sorted together: a quarter of all elements each, at least 2¹⁶.
+def _row_blocks(rows: int, n: int, parts: int = 4) -> list[tuple[int, int]]:
+    """Ranges of rows sorted together: ``1/parts`` of all elements each, at least 2¹⁶.
 
-    So there are at most four blocks (one for small inputs; one per row when
-    there are fewer than four rows), however many images and classes: the
-    Python loop never runs per image or class. The working set of a block
-    (sort keys, indices and the radix sort's own buffers: about 40 bytes per
-    element) stays below 10 bytes per input element from 2¹⁸ elements on —
-    less than a Python loop over single rows keeps for autograd (SMP: about
-    23) — and every block is large enough for a fast radix sort.
+    So there are at most ``parts`` blocks (one for small inputs; one per row when
+    there are fewer than ``parts`` rows), however many images and classes: the
+    Python loop never runs per image or class. The forward passes ``parts = 4 ×``
+    the number of workers of :func:`metricseg._parallel.map_chunks`, which sort
+    as many blocks at once, so a quarter of all elements is in flight either
+    way. The working set of a block (sort keys, indices and the radix sort's
+    own buffers: about 40 bytes per element) then stays below 10 bytes per
+    input element from 2¹⁸ elements on — less than a Python loop over single
+    rows keeps for autograd (SMP: about 23) — and every block is large enough
+    for a fast radix sort.
     """
-    target = max(_BLOCK_MIN_ELEMENTS, rows * n // 4)
+    target = max(_BLOCK_MIN_ELEMENTS, rows * n // parts)
     step = max(1, target // max(1, n))
     return [(s, min(rows, s + step)) for s in range(0, rows, step)]
 
@@ -258,58 +270,88 @@ class _LovaszFunction(torch.autograd.Function):
         hinge: bool,
     ) -> torch.Tensor:
         b, c, n = x.shape
-        x = x.detach()
         rows, m = (b * c, n) if per_image else (c, b * n)
-        if not hinge:
-            small = _small_labels(target, c)
-            cls = torch.arange(c, device=x.device, dtype=small.dtype)
-        # the gradient (B, C, N), or (C, B, N) for the pooled batch until the end
-        grad = _hugepages.empty((rows, m), dtype=x.dtype, device=x.device)
-        loss = torch.empty(rows, dtype=x.dtype, device=x.device)
-        positives = positives.reshape(-1)
-        if per_image:
-            # once, not per block: a copy where the input is not viewable (a channel slice)
-            x_rows = x.reshape(rows, m)
-            fg_rows = target.reshape(rows, m) if hinge else None
-        for s, e in _row_blocks(rows, m):
-            if per_image:
-                xr = x_rows[s:e]
-                row = torch.arange(s, e, device=x.device)
-                img = row // c
-                skip = None if ignored is None else ignored[img]
-                if fg_rows is not None:
-                    fg = fg_rows[s:e]
-                else:
-                    fg = _as_bool(small[img].eq_(cls[row % c].view(-1, 1)))
-            else:
-                xr = x[:, s:e].transpose(0, 1).reshape(e - s, m)
-                skip = None if ignored is None else ignored.reshape(1, m)
-                if hinge:
-                    fg = target[:, s:e].transpose(0, 1).reshape(e - s, m)
-                else:
-                    fg = small.reshape(1, m) == cls[s:e].view(-1, 1)
-            if hinge:
-                # errors 1 - x on the foreground, 1 + x elsewhere; max(0, .) as the loss does
-                errors = torch.where(fg, 1.0 - xr, 1.0 + xr).clamp_min_(0.0)
-            else:
-                # error 1 - p for the target class, p for the others
-                errors = torch.rsub(xr, 1.0)
-                torch.where(fg, errors, xr, out=errors)
-            if skip is not None:
-                errors.masked_fill_(skip, float("-inf"))
-            loss[s:e] = _lovasz_rows(errors, fg, positives[s:e], hinge, grad[s:e])
-            del errors, fg, xr
-        if not per_image:
-            grad = grad.view(c, b, n).transpose(0, 1).contiguous()
-        ctx.save_for_backward(grad.view(b, c, n))
+        # as many blocks in flight as workers, so a quarter of all elements in flight
+        k = workers(rows, rows * m // (4 * torch.get_num_threads()))
+        blocks = _row_blocks(rows, m, parts=4 * k)
+        # an input too small to share out runs all its ops on one thread (as its blocks
+        # do in map_chunks): a second thread gains little there, and every op's barrier
+        # stalls while another process holds a core
+        ctx.tiny = (blocks[0][1] - blocks[0][0]) * m < _parallel.MIN_CHUNK_ELEMENTS
         ctx.per_image = per_image
-        return loss.view(b, c) if per_image else loss
+        with one_thread() if ctx.tiny else contextlib.nullcontext():
+            loss, grad = _lovasz_blocks(
+                x.detach(), target, ignored, positives, per_image, hinge, blocks
+            )
+        ctx.save_for_backward(grad)
+        return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         scale = grad_loss.unsqueeze(-1) if ctx.per_image else grad_loss.view(1, -1, 1)
-        return grad * scale.to(grad.dtype), None, None, None, None, None
+        with one_thread() if ctx.tiny else contextlib.nullcontext():
+            return grad * scale.to(grad.dtype), None, None, None, None, None
+
+
+def _lovasz_blocks(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    ignored: torch.Tensor | None,
+    positives: torch.Tensor,
+    per_image: bool,
+    hinge: bool,
+    blocks: list[tuple[int, int]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward of :class:`_LovaszFunction`: (row losses, gradient (B, C, N))."""
+    b, c, n = x.shape
+    rows, m = (b * c, n) if per_image else (c, b * n)
+    if not hinge:
+        small = _small_labels(target, c)
+        cls = torch.arange(c, device=x.device, dtype=small.dtype)
+    # the gradient (B, C, N), or (C, B, N) for the pooled batch until the end
+    grad = _hugepages.empty((rows, m), dtype=x.dtype, device=x.device)
+    loss = torch.empty(rows, dtype=x.dtype, device=x.device)
+    positives = positives.reshape(-1)
+    if per_image:
+        # once, not per block: a copy where the input is not viewable (a channel slice)
+        x_rows = x.reshape(rows, m)
+        fg_rows = target.reshape(rows, m) if hinge else None
+
+    def block(i: int) -> None:
+        s, e = blocks[i]
+        if per_image:
+            xr = x_rows[s:e]
+            row = torch.arange(s, e, device=x.device)
+            img = row // c
+            skip = None if ignored is None else ignored[img]
+            if fg_rows is not None:
+                fg = fg_rows[s:e]
+            else:
+                fg = _as_bool(small[img].eq_(cls[row % c].view(-1, 1)))
+        else:
+            xr = x[:, s:e].transpose(0, 1).reshape(e - s, m)
+            skip = None if ignored is None else ignored.reshape(1, m)
+            if hinge:
+                fg = target[:, s:e].transpose(0, 1).reshape(e - s, m)
+            else:
+                fg = small.reshape(1, m) == cls[s:e].view(-1, 1)
+        if hinge:
+            # errors 1 - x on the foreground, 1 + x elsewhere; max(0, .) as the loss does
+            errors = torch.where(fg, 1.0 - xr, 1.0 + xr).clamp_min_(0.0)
+        else:
+            # error 1 - p for the target class, p for the others
+            errors = torch.rsub(xr, 1.0)
+            torch.where(fg, errors, xr, out=errors)
+        if skip is not None:
+            errors.masked_fill_(skip, float("-inf"))
+        # blocks write disjoint rows of loss and grad
+        loss[s:e] = _lovasz_rows(errors, fg, positives[s:e], hinge, grad[s:e])
+
+    map_chunks(block, len(blocks), (blocks[0][1] - blocks[0][0]) * m)
+    if not per_image:
+        grad = grad.view(c, b, n).transpose(0, 1).contiguous()
+    return (loss.view(b, c) if per_image else loss), grad.view(b, c, n)
 
 
 def _gather_pooled(x: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
