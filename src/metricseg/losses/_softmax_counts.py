@@ -44,8 +44,9 @@ from torch.autograd.function import once_differentiable
 from metricseg import _hugepages
 from metricseg._parallel import map_chunks
 
-#: voxels per chunk times classes times images stays near this many elements
-_CHUNK_ELEMENTS = 1 << 20
+#: voxels per chunk times classes times images stays near this many elements (2 MiB of
+#: float32: the five passes over a chunk's probabilities hit the cache)
+_CHUNK_ELEMENTS = 1 << 19
 #: fewest voxels per chunk
 _MIN_STEP = 1024
 
@@ -113,9 +114,11 @@ class SoftmaxSoftCounts(torch.autograd.Function):
                 w = valid[:, s:e].to(p.dtype)  # (B, n)
                 hit.mul_(w)
                 q = q * w.unsqueeze(1)
-            # TP by scatter_add in float64 (it adds one voxel after another)
+            # TP by scatter_add in float64 (it adds one voxel after another); the sum of p
+            # over a chunk's voxels in float32 (torch sums pairwise; a float64 sum would
+            # convert the chunk first), the chunks' sums in float64
             tp = torch.zeros((b, c), dtype=wide, device=p.device)
-            return tp.scatter_add_(1, y, hit.to(wide)), q.sum(2, dtype=wide)
+            return tp.scatter_add_(1, y, hit.to(wide)), q.sum(2).to(wide)
 
         parts = map_chunks(chunk, len(chunks), b * c * (chunks[0][1] - chunks[0][0]))
         # summed in chunk order: the same result however the chunks were shared out
