@@ -76,8 +76,13 @@ def test_folders_from_the_environment_say_what_is_missing(tmp_path):
 
 def test_dataset_by_id_or_name(tmp_path):
     pre, raw = tmp_path / "pre", tmp_path / "raw"
-    for folder in (pre / "Dataset004_Hippocampus", raw / "Dataset004_Hippocampus",
-                   raw / "Dataset027_ACDC", raw / "Dataset028_A", pre / "Dataset028_B"):  # fmt: skip
+    for folder in (
+        pre / "Dataset004_Hippocampus",
+        raw / "Dataset004_Hippocampus",
+        raw / "Dataset027_ACDC",
+        raw / "Dataset028_A",
+        pre / "Dataset028_B",
+    ):
         folder.mkdir(parents=True)
     folders = NnUNetFolders(raw, pre)
     assert resolve_dataset("4", folders) == "Dataset004_Hippocampus"
@@ -133,15 +138,28 @@ def test_preprocessing_state_and_command(tmp_path):
     with pytest.raises(ValueError, match="configuration '2d' is not in the plans; they have 3d_"):
         preprocessing_needed(folders, NAME, "2d")
     assert preprocess_command("preprocess", NAME, "2d", "P", 3) == [
-        "nnUNetv2_preprocess", "-d", "905", "-plans_name", "P", "-c", "2d", "-np", "3",
-    ]  # fmt: skip
+        "nnUNetv2_preprocess",
+        "-d",
+        "905",
+        "-plans_name",
+        "P",
+        "-c",
+        "2d",
+        "-np",
+        "3",
+    ]
     with pytest.raises(ValueError, match="nnU-Net's planner makes 'nnUNetPlans'"):
         preprocess_command("plan", NAME, "3d_fullres", "MyPlans")
 
 
 def test_configuration_inherits_its_parents_settings():
-    plans = {"configurations": {"a": {"x": 1, "y": 2}, "b": {"inherits_from": "a", "y": 3},
-                                "c": {"inherits_from": "b", "z": 4}}}  # fmt: skip
+    plans = {
+        "configurations": {
+            "a": {"x": 1, "y": 2},
+            "b": {"inherits_from": "a", "y": 3},
+            "c": {"inherits_from": "b", "z": 4},
+        }
+    }
     assert configuration_plans(plans, "c") == {"x": 1, "y": 3, "z": 4}
 
 
@@ -157,8 +175,11 @@ def test_splits_file_is_checked(tmp_path):
 def test_dataset_labels():
     labels = dataset_labels({"labels": {"background": 0, "liver": 1, "tumour": 2}})
     assert (labels.num_classes, labels.class_names, labels.ignore_index, labels.regions) == (
-        3, ("background", "liver", "tumour"), None, False,
-    )  # fmt: skip
+        3,
+        ("background", "liver", "tumour"),
+        None,
+        False,
+    )
     regions = dataset_labels(
         {"labels": {"background": 0, "whole": [1, 2, 3], "core": [2, 3], "enh": 3, "ignore": 4}}
     )
@@ -196,8 +217,14 @@ def test_log_parser_reads_every_epoch():
     epochs = parse_training_log(_log([(0, -0.25, ["0.5", "0.3"]), (1, -0.5, ["0.7", "nan"])]))
     assert sorted(epochs) == [0, 1]
     first, second = epochs[0], epochs[1]
-    assert first == {"epoch": 1, "train_loss": -0.25, "val_loss": -0.15,
-                     "pseudo_dice": [0.5, 0.3], "val_dice": 0.4, "seconds": 1.55}  # fmt: skip
+    assert first == {
+        "epoch": 1,
+        "train_loss": -0.25,
+        "val_loss": -0.15,
+        "pseudo_dice": [0.5, 0.3],
+        "val_dice": 0.4,
+        "seconds": 1.55,
+    }
     assert math.isnan(second["pseudo_dice"][1]) and second["val_dice"] == 0.7  # NaN left out
     # NumPy 1 prints plain numbers in the list
     assert (
@@ -370,8 +397,9 @@ def test_bench_over_finished_folds_scores_every_validation_case(tmp_path, monkey
     out = tmp_path / "out"
     losses = ["soft_dice", "ce"]
     options = distribute_loss_options(losses, {}, {"soft_dice": {"classes": "foreground"}})
-    bench = prepare_bench("905", out, losses=losses, folds=[0, 2], epochs=2, device="cpu",
-                          loss_options=options)  # fmt: skip
+    bench = prepare_bench(
+        "905", out, losses=losses, folds=[0, 2], epochs=2, device="cpu", loss_options=options
+    )
     specs = [RunSpec(**f) for f in bench.run_fields()]
     assert [(s.loss, s.fold) for s in specs] == [
         ("soft_dice", 0),
@@ -384,9 +412,26 @@ def test_bench_over_finished_folds_scores_every_validation_case(tmp_path, monkey
     assert dict(specs[0].loss_options) == {"classes": "foreground"}
     for i, spec in enumerate(specs):
         _finish_fold(spec, out, folder, seed=i)
-    argv = ["bench", "--engine", "nnunet", "--dataset", "905", "--losses", "soft_dice,ce",
-            "--folds", "0,2", "--epochs", "2", "--device", "cpu", "--no-plots",
-            "--loss-option", "soft_dice:classes=foreground", "--out", str(out)]  # fmt: skip
+    argv = [
+        "bench",
+        "--engine",
+        "nnunet",
+        "--dataset",
+        "905",
+        "--losses",
+        "soft_dice,ce",
+        "--folds",
+        "0,2",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--loss-option",
+        "soft_dice:classes=foreground",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert capsys.readouterr().out.count("test Dice") == 4
     for spec in specs:
@@ -418,8 +463,22 @@ def test_bench_over_finished_folds_scores_every_validation_case(tmp_path, monkey
     # a fold folder the bench did not make is refused, not overwritten
     (spec3,) = _specs("905", out, losses=["focal"], folds=[3], device="cpu")
     _fold(spec3, out).mkdir(parents=True)
-    argv3 = ["bench", "--engine", "nnunet", "--dataset", "905", "--losses", "focal", "--folds",
-             "3", "--device", "cpu", "--no-plots", "--out", str(tmp_path / "out")]  # fmt: skip
+    argv3 = [
+        "bench",
+        "--engine",
+        "nnunet",
+        "--dataset",
+        "905",
+        "--losses",
+        "focal",
+        "--folds",
+        "3",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv3) == 1
     assert "did not start" in (result_path(spec3, out).with_suffix(".error.txt")).read_text()
     assert list(_fold(spec3, out).iterdir()) == []
@@ -438,8 +497,13 @@ def test_prepare_refuses_what_cannot_run(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="'bce' has no nnU-Net trainer"):
         prepare_bench("905", tmp_path / "o", losses=["bce"], **kwargs)
     with pytest.raises(ValueError, match="--loss-option for 'soft_dice'"):
-        prepare_bench("905", tmp_path / "o", losses=["soft_dice"],
-                      loss_options={"soft_dice": {"classes": "fg"}}, **kwargs)  # fmt: skip
+        prepare_bench(
+            "905",
+            tmp_path / "o",
+            losses=["soft_dice"],
+            loss_options={"soft_dice": {"classes": "fg"}},
+            **kwargs,
+        )
     with pytest.raises(ValueError, match="nnU-Net trains on cpu, cuda, mps"):
         prepare_bench("905", tmp_path / "o", losses=["ce"], environ=env, device="cuda:1")
     with pytest.raises(
@@ -490,9 +554,26 @@ def _env(root: Path) -> dict[str, str]:
 
 
 def _bench(root: Path, *args: str) -> tuple[str, float]:
-    cmd = [sys.executable, "-m", "metricseg", "bench", "--engine", "nnunet", "--dataset", "906",
-           "--device", "cpu", "--iterations", "2", "--val-iterations", "1", "--no-plots",
-           "--out", str(root / "out"), *args]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "metricseg",
+        "bench",
+        "--engine",
+        "nnunet",
+        "--dataset",
+        "906",
+        "--device",
+        "cpu",
+        "--iterations",
+        "2",
+        "--val-iterations",
+        "1",
+        "--no-plots",
+        "--out",
+        str(root / "out"),
+        *args,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=_env(root), capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - start
@@ -542,8 +623,10 @@ def test_bench_engine_nnunet_end_to_end(tmp_path):
             # every validation case of the fold, scored from nnU-Net's files
             fold_dir = _fold(spec, out)
             summary = json.loads((fold_dir / "validation" / "summary.json").read_text())
-            theirs = {Path(c["reference_file"]).name.removesuffix(".nii.gz"): c["metrics"]
-                      for c in summary["metric_per_case"]}  # fmt: skip
+            theirs = {
+                Path(c["reference_file"]).name.removesuffix(".nii.gz"): c["metrics"]
+                for c in summary["metric_per_case"]
+            }
             assert (
                 sorted({r["case"] for r in result["rows"]})
                 == sorted(splits[fold]["val"])
@@ -590,6 +673,44 @@ def test_bench_engine_nnunet_end_to_end(tmp_path):
     assert logs() == before
     assert {p: p.read_bytes() for p in (out / "runs").rglob("*.json")} == results_before
 
+    # metricseg compare on nnU-Net's validation outputs of the two trainers (folds 0 and 1
+    # together): the same counts as the bench's rows, and a verdict by the claims' rule
+    import csv
+    import shutil
+
+    from metricseg.cli import main
+
+    folders = {loss: root / "cmp" / loss for loss in ("soft_dice", "ce")}
+    gt_dir = root / "cmp" / "gt"
+    for fold in (0, 1):
+        for case in splits[fold]["val"]:
+            gt_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy(pre / "gt_segmentations" / f"{case}.nii.gz", gt_dir)
+            for loss, folder in folders.items():
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copy(_fold(specs[loss, fold], out) / "validation" / f"{case}.nii.gz", folder)
+    cmp_out = root / "cmp" / "report"
+    args = [str(folders["soft_dice"]), str(folders["ce"]), str(gt_dir), "--out", str(cmp_out)]
+    assert main(["compare", *args]) == 0
+    verdicts = json.loads((cmp_out / "summary.json").read_text())["verdicts"]
+    assert verdicts[0]["verdict"] in ("supported", "contradicted", "inconclusive")
+    with open(cmp_out / "cases.csv") as f:
+        compared = {
+            (r["loss"], r["case"], int(r["class_index"])): (
+                int(r["tp"]),
+                int(r["fp"]),
+                int(r["fn"]),
+            )
+            for r in csv.DictReader(f)
+        }
+    for loss in ("soft_dice", "ce"):
+        for fold in (0, 1):
+            rows = load_result(out / "runs" / name / loss / f"seed0-fold{fold}.json")["rows"]
+            for r in rows:
+                if r["class_index"] > 0:
+                    key = (loss, r["case"], r["class_index"])
+                    assert compared[key] == (r["tp"], r["fp"], r["fn"])
+
     # a run killed after nnU-Net's validation: scored again from the fold, not trained
     killed = out / "runs" / name / "soft_dice" / "seed0-fold1.json"
     killed.unlink()
@@ -604,5 +725,7 @@ def test_bench_engine_nnunet_end_to_end(tmp_path):
     fold_dir = _fold(specs["ce", 0], out)
     assert len(list(fold_dir.glob("training_log_*.txt"))) == 1
     assert json.loads((fold_dir / MARKER).read_text()) == again["spec"]
-    print(f"\nmetricseg bench --engine nnunet, 2 losses x 2 folds (plan + 4 trainings): {seconds:.0f} s; "
-          f"rerun {rerun_seconds:.0f} s")  # fmt: skip
+    print(
+        f"\nmetricseg bench --engine nnunet, 2 losses x 2 folds (plan + 4 trainings): {seconds:.0f} s; "
+        f"rerun {rerun_seconds:.0f} s"
+    )

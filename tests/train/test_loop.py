@@ -130,3 +130,15 @@ def test_object_sizes_matches_scipy_3d():
     n, mean = object_sizes(lab, 2)[1]
     _, ref = ndimage.label(lab == 1)
     assert n == ref and mean == pytest.approx(lab.sum() / ref)
+
+
+def test_weighted_ce_gets_training_frequencies_only_for_a_frequency_scheme():
+    from metricseg.train import make_loss
+
+    task = make_task(2, n=(4, 1, 1))
+    freq = make_loss("weighted_ce", task, scheme="median_frequency")
+    assert freq.call_options()["class_frequencies"] is not None
+    fg = make_loss("weighted_ce", task, foreground_weight=5.0)  # its own weights, no frequencies
+    explicit = make_loss("weighted_ce", task, scheme=[1.0, 2.0, 3.0])
+    logits, labels = torch.zeros(1, 3, 4, 4), torch.ones(1, 4, 4, dtype=torch.long)
+    assert torch.isfinite(fg(logits, labels)) and torch.isfinite(explicit(logits, labels))

@@ -95,10 +95,16 @@ def class_frequencies(cases: Sequence[Case], num_classes: int) -> list[float]:
 
 
 def make_loss(name: str, task: Task, **options: Any) -> torch.nn.Module:
-    """The loss ``name`` from ``metricseg.losses``; ``weighted_ce`` gets the training class frequencies."""
+    """The loss ``name`` from ``metricseg.losses``.
+
+    ``weighted_ce`` with a frequency scheme gets the class frequencies of the training
+    cases (once, instead of each batch's); with ``foreground_weight`` or explicit weights it
+    needs none.
+    """
     from metricseg import losses
 
-    if name == "weighted_ce" and "class_frequencies" not in options:
+    explicit = "foreground_weight" in options or not isinstance(options.get("scheme", ""), str)
+    if name == "weighted_ce" and "class_frequencies" not in options and not explicit:
         options["class_frequencies"] = class_frequencies(task.train, task.num_classes)
     return losses.get(name, **options)
 
