@@ -24,7 +24,7 @@ CORE = {
 FORBIDDEN = {
     "data": {"train", "experiment", "commands", "cli", "integrations"},
     "train": {"experiment", "commands", "cli", "integrations"},
-    "experiment": {"commands", "cli", "integrations"},
+    "experiment": {"commands", "cli"},
     "integrations": {"train", "experiment", "cli"},
 }
 #: the theory's figures draw through the one plotting helper (matplotlib, outside the core)

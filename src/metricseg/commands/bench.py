@@ -38,6 +38,17 @@ each fold scored by metricseg into the same report (docs/nnunet.md).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _study_arguments(parser)
+    _execution_arguments(parser)
+    _nnunet_arguments(
+        parser.add_argument_group(
+            "--engine nnunet (also --losses, --epochs, --device, --out, --no-plots)"
+        )
+    )
+
+
+def _study_arguments(parser: argparse.ArgumentParser) -> None:
+    """What runs: the engine, the study and its overrides, where the report goes."""
     parser.add_argument(
         "--engine",
         default="metricseg",
@@ -83,6 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder (default: ./metricseg-bench)",
     )
     parser.add_argument(
+        "--no-plots", action="store_true", help="skip the PNG plots (default: plots)"
+    )
+
+
+def _execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how the runs execute."""
+    parser.add_argument(
         "--executor",
         default="local",
         choices=["local", "ray"],
@@ -116,17 +134,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads per run (default: usable cores / jobs)",
     )
     parser.add_argument(
-        "--no-plots", action="store_true", help="skip the PNG plots (default: plots)"
-    )
-    parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="per-epoch progress bars (default: when stderr is a terminal)",
     )
-    nnunet = parser.add_argument_group(
-        "--engine nnunet (also --losses, --epochs, --device, --out, --no-plots)"
-    )
+
+
+def _nnunet_arguments(nnunet: Any) -> None:
+    """The options of ``--engine nnunet``."""
     nnunet.add_argument("--dataset", metavar="ID|NAME", help="nnU-Net dataset, e.g. 901")
     nnunet.add_argument(
         "--configuration", metavar="C", help="nnU-Net configuration (default: 3d_fullres)"
@@ -246,7 +262,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from metricseg.experiment.grid import finished_results
-    from metricseg.experiment.report import build_report, print_tables
     from metricseg.experiment.study import outcome_line, prepare_study
     from metricseg.train.ddp import launched_by_torchrun
 
@@ -301,11 +316,27 @@ def run(args: argparse.Namespace) -> int:
         for o in failed
     ]
     header = _header(args, suite, specs, outcomes, wall, jobs, threads)
+    return _report(out, results, header, notes, len(failed), wall, args, console)
+
+
+def _report(
+    out: Any,
+    results: Sequence[Any],
+    header: dict[str, str],
+    notes: list[str],
+    failed: int,
+    wall: float,
+    args: argparse.Namespace,
+    console: Any,
+) -> int:
+    """Write and print the report of the finished runs; exit 1 when a run failed."""
+    from metricseg.experiment.report import build_report, print_tables
+
     analysis = build_report(out, results, header=header, notes=notes, plots=not args.no_plots)
     print_tables(analysis, console)
     console.print(f"wall time {wall:.0f} s; report: {out / 'summary.md'}")
     if failed:
-        raise WorkError(f"{len(failed)} run(s) failed; see the .error.txt files under {out}/runs/")
+        raise WorkError(f"{failed} run(s) failed; see the .error.txt files under {out}/runs/")
     return 0
 
 
@@ -414,68 +445,15 @@ def _nnunet_command_line(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _execute_nnunet_run(spec: Any, paths: Any, progress: bool | None = None) -> None:
-    """One run of ``--engine nnunet`` (the ``execute`` hook of ``grid.run_one``, under the
-    run's lock): nnU-Net trains the fold unless it finished, then every validation case of
-    the fold is scored with ``scoring.case_rows`` and the result file written."""
-    import time
-
-    from metricseg.experiment.grid import write_result
-    from metricseg.experiment.scoring import case_rows
-    from metricseg.integrations.nnunet import bench as nnunet
-    from metricseg.integrations.nnunet.layout import training_history
-    from metricseg.io import read_image
-
-    del progress  # nnU-Net's console output goes to the fold's log file
-    options, fold = spec.task_options, int(spec.fold)
-    dataset = nnunet.check_run(options, fold)
-    folder = nnunet.fold_folder(paths.root, spec.loss, options, fold)
-    nnunet.claim_fold_folder(folder, spec.to_dict())
-    t0 = time.perf_counter()
-    trained = not nnunet.fold_finished(folder)
-    if trained:
-        nnunet.train_fold(folder, loss=spec.loss, fold=fold, task_options=options,
-                          train=spec.train, loss_options=spec.loss_options)  # fmt: skip
-    t1 = time.perf_counter()
-    labels, cases = nnunet.validation_cases(folder, dataset, fold)
-    rows: list[dict[str, Any]] = []
-    dims = 0
-    for case, prediction, truth in cases:
-        pred, _ = read_image(prediction)
-        gt, _ = read_image(truth)
-        dims = gt.ndim
-        rows += case_rows(pred, gt, labels.num_classes, case_id=case, subject=case,
-                          class_names=labels.class_names, ignore_index=labels.ignore_index)  # fmt: skip
-    history, resumed_from = training_history(folder)
-    last = history[-1] if history else None
-    write_result(
-        paths.result,
-        spec,
-        task_info=nnunet.run_task_info(dataset, options, fold, labels, dims),
-        config=nnunet.run_config(spec.loss, options, spec.train, folder),
-        history=history,
-        # nnU-Net's final validation predicts with the final checkpoint: no epoch is selected
-        best_epoch=last["epoch"] if last else None,
-        best_val_dice=last["val_dice"] if last else float("nan"),
-        epochs_run=len(history),
-        resumed_from_epoch=resumed_from,
-        seconds={"train": t1 - t0 if trained else 0.0, "evaluate": time.perf_counter() - t1},
-        rows=rows,
-        versions={"nnunetv2": nnunet.nnunet_version()},
-    )
-
-
 def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
     """``--engine nnunet``: the study's runs with nnU-Net as the network, then the report."""
-    import datetime
-    import platform
     import time
     from pathlib import Path
 
     import torch
 
     from metricseg.experiment.grid import finished_results, run_one_safe
-    from metricseg.experiment.report import build_report, print_tables
+    from metricseg.experiment.nnunet_engine import execute_nnunet_run
     from metricseg.experiment.spec import RunSpec, run_paths
     from metricseg.experiment.study import outcome_line
     from metricseg.integrations.nnunet.bench import (
@@ -519,7 +497,7 @@ def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
     )
     outcomes = []
     for i, spec in enumerate(specs, 1):  # one at a time: an nnU-Net training takes the device
-        outcomes.append(run_one_safe(spec, out, execute=_execute_nnunet_run))
+        outcomes.append(run_one_safe(spec, out, execute=execute_nnunet_run))
         console.print(outcome_line(i, len(specs), outcomes[-1]))
     wall = time.perf_counter() - t_start
     results = finished_results(specs, out)
@@ -530,10 +508,28 @@ def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
         f"run {o.spec.task_label}/{o.spec.loss_label}/{o.spec.run_name} failed: {o.error}"
         for o in failed
     ]
+    header = _nnunet_header(args, bench, specs, outcomes, wall, device)
+    return _report(out, results, header, notes, len(failed), wall, args, console)
+
+
+def _nnunet_header(
+    args: argparse.Namespace,
+    bench: Any,
+    specs: Sequence[Any],
+    outcomes: Sequence[Any],
+    wall: float,
+    device: str,
+) -> dict[str, str]:
+    import datetime
+    import platform
+
+    import torch
+
+    failed = [o for o in outcomes if not o.ok]
     trained = sum(1 for o in outcomes if o.ok and o.status == "trained")
     schedule = {"epochs": bench.epochs, "iterations": bench.iterations,
                 "val_iterations": bench.val_iterations}  # fmt: skip
-    header = {
+    return {
         "command": _nnunet_command_line(args),
         "study": f"nnU-Net {bench.dataset} {bench.configuration}: {len(specs)} runs ({trained} "
         f"trained or scored now, {len(outcomes) - trained - len(failed)} kept from before, "
@@ -547,9 +543,3 @@ def _run_nnunet(args: argparse.Namespace, console: Any) -> int:
             f"{k}={v if v is not None else 'nnU-Net default'}" for k, v in schedule.items()
         ),
     }
-    analysis = build_report(out, results, header=header, notes=notes, plots=not args.no_plots)
-    print_tables(analysis, console)
-    console.print(f"wall time {wall:.0f} s; report: {out / 'summary.md'}")
-    if failed:
-        raise WorkError(f"{len(failed)} run(s) failed; see the .error.txt files under {out}/runs/")
-    return 0

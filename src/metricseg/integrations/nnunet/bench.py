@@ -305,6 +305,67 @@ def _ensure_splits(folder: Path, labels_ending: str) -> tuple[list[dict[str, lis
     return read_splits(folder) or [], True
 
 
+def _check_schedule(epochs: int | None, iterations: int | None, val_iterations: int | None) -> None:
+    for what, value in (
+        ("epochs", epochs),
+        ("iterations", iterations),
+        ("val-iterations", val_iterations),
+    ):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"--{what} must be a positive integer, got {value!r}")
+
+
+def _check_folds(folds: Sequence[int] | None, num_folds: int, folder: Path) -> tuple[int, ...]:
+    wanted = tuple(range(num_folds)) if folds is None else tuple(folds)
+    bad = [
+        f for f in wanted if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f < num_folds
+    ]
+    if bad or not wanted or len(set(wanted)) != len(wanted):
+        raise ValueError(
+            f"--folds {','.join(map(str, wanted))}: {folder / 'splits_final.json'} has folds "
+            f"0..{num_folds - 1}; give each at most once"
+        )
+    return wanted
+
+
+def _preprocess_if_needed(
+    folders: Any,
+    name: str,
+    configuration: str,
+    plans: str,
+    env: dict[str, str],
+    out_dir: Path,
+    log: Callable[[str], None],
+) -> list[str]:
+    """Run nnU-Net's planning / preprocessing of ``name`` when it lacks them; the notes."""
+    notes: list[str] = []
+    step = preprocessing_needed(folders, name, configuration, plans)
+    if step is None:
+        return notes
+    if folders.raw is None or not (folders.raw / name).is_dir():
+        raise ValueError(
+            f"{name} is not {'planned' if step == 'plan' else 'preprocessed'} for "
+            f"{configuration} in {folders.preprocessed}, and its raw data is not in "
+            f"nnUNet_raw ({folders.raw or 'not set'}); set nnUNet_raw to the folder that holds "
+            f"{name}/, or run: " + " ".join(preprocess_command(step, name, configuration, plans))
+        )
+    require_nnunet(f"nnU-Net's {'planning' if step == 'plan' else 'preprocessing'} of {name}")
+    argv = preprocess_command(step, name, configuration, plans, _processes(env))
+    log_file = out_dir / "nnunet" / f"{step}_{name}_{configuration}.log"
+    log(f"{name} needs nnU-Net's {'planning and ' if step == 'plan' else ''}preprocessing "
+        f"for {configuration}: {' '.join(argv)} (log: {log_file})")  # fmt: skip
+    t0 = time.perf_counter()
+    _run_nnunet_step(step, argv, env, log_file)
+    notes.append(f"ran {' '.join(argv)} ({time.perf_counter() - t0:.0f} s)")
+    if preprocessing_needed(folders, name, configuration, plans) is not None:
+        raise RuntimeError(
+            f"{' '.join(argv)} ran but {name} is still not preprocessed; see {log_file}"
+        )
+    return notes
+
+
 def prepare_bench(
     dataset: str | int,
     out_dir: str | Path,
@@ -334,39 +395,9 @@ def prepare_bench(
     name = resolve_dataset(dataset, folders)
     if device not in DEVICES:
         raise ValueError(f"--device {device!r}: nnU-Net trains on {', '.join(DEVICES)}")
-    for what, value in (
-        ("epochs", epochs),
-        ("iterations", iterations),
-        ("val-iterations", val_iterations),
-    ):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(f"--{what} must be a positive integer, got {value!r}")
+    _check_schedule(epochs, iterations, val_iterations)
     schedule = read_schedule(env)
-    notes: list[str] = []
-    step = preprocessing_needed(folders, name, configuration, plans)
-    if step is not None:
-        if folders.raw is None or not (folders.raw / name).is_dir():
-            raise ValueError(
-                f"{name} is not {'planned' if step == 'plan' else 'preprocessed'} for "
-                f"{configuration} in {folders.preprocessed}, and its raw data is not in "
-                f"nnUNet_raw ({folders.raw or 'not set'}); set nnUNet_raw to the folder that holds "
-                f"{name}/, or run: "
-                + " ".join(preprocess_command(step, name, configuration, plans))
-            )
-        require_nnunet(f"nnU-Net's {'planning' if step == 'plan' else 'preprocessing'} of {name}")
-        argv = preprocess_command(step, name, configuration, plans, _processes(env))
-        log_file = Path(out_dir) / "nnunet" / f"{step}_{name}_{configuration}.log"
-        log(f"{name} needs nnU-Net's {'planning and ' if step == 'plan' else ''}preprocessing "
-            f"for {configuration}: {' '.join(argv)} (log: {log_file})")  # fmt: skip
-        t0 = time.perf_counter()
-        _run_nnunet_step(step, argv, env, log_file)
-        notes.append(f"ran {' '.join(argv)} ({time.perf_counter() - t0:.0f} s)")
-        if preprocessing_needed(folders, name, configuration, plans) is not None:
-            raise RuntimeError(
-                f"{' '.join(argv)} ran but {name} is still not preprocessed; see {log_file}"
-            )
+    notes = _preprocess_if_needed(folders, name, configuration, plans, env, Path(out_dir), log)
     folder = folders.preprocessed / name
     meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     labels = dataset_labels(meta)
@@ -376,17 +407,7 @@ def prepare_bench(
     splits, made = _ensure_splits(folder, str(meta.get("file_ending", ".nii.gz")))
     if made:
         notes.append(f"wrote nnU-Net's 5-fold split (seed 12345) to {folder / 'splits_final.json'}")
-    wanted = tuple(range(len(splits))) if folds is None else tuple(folds)
-    bad = [
-        f
-        for f in wanted
-        if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f < len(splits)
-    ]
-    if bad or not wanted or len(set(wanted)) != len(wanted):
-        raise ValueError(
-            f"--folds {','.join(map(str, wanted))}: {folder / 'splits_final.json'} has folds "
-            f"0..{len(splits) - 1}; give each at most once"
-        )
+    wanted = _check_folds(folds, len(splits), folder)
     bench = NnUNetBench(
         dataset=name,
         configuration=configuration,
