@@ -32,6 +32,7 @@ run 1, not when its run starts.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -159,7 +160,8 @@ def _table(source: str, value: Any, what: str) -> dict[str, Any]:
 
 def _list(source: str, value: Any, what: str) -> list[Any]:
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
-        raise _fail(source, f"{what} must be a list, got {value!r} (write [{value!r}] for one)")
+        hint = f" (write [{json.dumps(value)}] for one)" if isinstance(value, str) else ""
+        raise _fail(source, f"{what} must be a list, got {value!r}{hint}")
     if not value:
         raise _fail(source, f"{what} must not be empty")
     return list(value)
