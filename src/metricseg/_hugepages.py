@@ -3,8 +3,9 @@
 A fresh ``torch.empty`` of many megabytes costs little until it is written:
 then every 4 KiB page faults into the kernel, which zeroes it. For the
 input-sized gradient buffers of the losses (99 MiB for a (2, 14, 96³) input)
-those first-touch faults cost more than the arithmetic (about 30 ms of a
-45 ms write on a 2-core machine). :func:`empty_like` advises the kernel
+those first-touch faults can cost more than the arithmetic that fills the buffer
+(``benchmarks/bench_losses.py`` measures the losses with fresh inputs).
+:func:`empty_like` advises the kernel
 (``madvise(MADV_HUGEPAGE)``) to back the buffer's 2 MiB-aligned interior with
 huge pages before it is touched, as PyTorch's own ``THP_MEM_ALLOC_ENABLE=1``
 does for every allocation: 512 times fewer faults.

@@ -5,8 +5,7 @@ threads (OpenMP), and every region ends at a barrier. On an idle machine that
 costs microseconds; when other processes hold the cores (data loading,
 augmentation, other jobs), each barrier waits until the scheduler gives the
 descheduled thread its core back, and a loop of many chunk-sized ops pays that
-wait once per op. Measured on a 2-core machine at load average 10, one
-``add_`` on 2²⁰ floats took 13 ms with 2 threads against 1 ms with one.
+wait once per op (``benchmarks/bench_losses.py --busy 2`` measures it).
 
 :func:`map_chunks` runs ``fn(0), ..., fn(n - 1)`` instead on
 ``torch.get_num_threads()`` workers — the calling thread and helper threads —
