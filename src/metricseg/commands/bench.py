@@ -143,7 +143,11 @@ def _execution_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _nnunet_arguments(nnunet: Any) -> None:
     """The options of ``--engine nnunet``."""
-    nnunet.add_argument("--dataset", metavar="ID|NAME", help="nnU-Net dataset, e.g. 901")
+    nnunet.add_argument(
+        "--dataset",
+        metavar="ID|NAME",
+        help="nnU-Net dataset, e.g. 901 (required with --engine nnunet)",
+    )
     nnunet.add_argument(
         "--configuration", metavar="C", help="nnU-Net configuration (default: 3d_fullres)"
     )

@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     demo.add_argument("--id", type=int, default=901, help="dataset id (default 901)")
     demo.add_argument("--cases", type=int, default=6, help="cases (default 6, at least 5)")
     demo.add_argument("--size", type=int, default=32, help="volume edge in voxels (default 32)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated cases (default: 0)"
+    )
 
     predict = sub.add_parser(
         "predict",
@@ -75,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="loss option, repeatable (e.g. smooth=1, classes=foreground); VALUE is a Python "
-        "literal where it parses; replaces METRICSEG_NNUNET_LOSS_OPTIONS(_FILE)",
+        "literal where it parses; replaces METRICSEG_NNUNET_LOSS_OPTIONS(_FILE) (default: the "
+        "environment's, else the loss's defaults)",
     )
     train.add_argument("--epochs", type=int, default=None, help="epochs (default nnU-Net's 1000)")
     train.add_argument(
@@ -98,15 +101,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--c",
         dest="continue_training",
         action="store_true",
-        help="continue from the latest checkpoint",
+        help="continue from the latest checkpoint (default: start afresh)",
     )
     train.add_argument(
         "--no-final-validation",
         action="store_true",
-        help="skip nnU-Net's prediction of the validation cases after training (smoke runs)",
+        help="skip nnU-Net's prediction of the validation cases after training, for smoke "
+        "runs (default: predict them)",
     )
     train.add_argument(
-        "--npz", action="store_true", help="save validation probabilities (as nnU-Net's --npz)"
+        "--npz",
+        action="store_true",
+        help="save validation probabilities, as nnU-Net's --npz (default: off)",
     )
 
 

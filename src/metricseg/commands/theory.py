@@ -25,8 +25,12 @@ AGREEMENT = 1e-4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", metavar="DIR", help="write the PNG plots into DIR")
-    parser.add_argument("--json", action="store_true", help="print machine-readable results")
+    parser.add_argument(
+        "--out", metavar="DIR", help="write the PNG plots into DIR (default: no plots)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print machine-readable results (default: a table)"
+    )
     parser.add_argument(
         "--max-voxels",
         type=int,
@@ -35,7 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="enumerate every (TP, FP, FN) with TP + FP + FN <= N (default: 300)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="seed of the adversarial search"
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the adversarial search (default: 0)",
     )
 
 

@@ -36,8 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     """What is trained, with which options, and where it goes."""
-    parser.add_argument("--task", required=True, help="task name (required; see `metricseg data list`)")
-    parser.add_argument("--loss", required=True, help="loss name (required; see `metricseg losses`)")
+    parser.add_argument(
+        "--task", required=True, help="task name (required; see `metricseg data list`)"
+    )
+    parser.add_argument(
+        "--loss", required=True, help="loss name (required; see `metricseg losses`)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     parser.add_argument(
         "-o",
