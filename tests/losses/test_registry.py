@@ -70,7 +70,7 @@ def test_cli_lists_every_loss_with_options(capsys):
     assert main(["losses"]) == 0
     out = capsys.readouterr().out
     for name in REQUIRED:
-        assert f"\n{name} " in "\n" + out
+        assert f"│ {name} " in out  # a row of the rich table
     assert "per_image=False" in out and "classes='present'" in out
     assert main(["losses", "--json", "soft_tversky"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -85,7 +85,7 @@ def test_cli_subprocess():
         text=True,
         check=True,
     ).stdout
-    assert out.startswith("focal") and "gamma=2.0" in out
+    assert "│ focal " in out and "gamma=2.0" in out
 
 
 # --- dice_ce over the foreground, weighted_ce with a foreground weight (issue 13, item 8) ------

@@ -48,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="losses (metricseg.losses.get(NAME, **options))", title_justify="left")
+    for column in ("name", "loss", "options and defaults"):
+        table.add_column(column)
     for info in infos:
-        print(f"{info.name:<18} {info.description}")
         options = ", ".join(f"{k}={v!r}" for k, v in info.options.items())
-        print(f"{'':<18} options: {options}")
+        table.add_row(info.name, info.description, options)
+    Console(highlight=False).print(table)
     return 0

@@ -8,6 +8,8 @@ import math
 import sys
 from typing import Any
 
+from metricseg.commands._common import UsageError, WorkError
+
 HELP = "check the bounds between Dice, Jaccard, Tversky and weighted Hamming; plot them"
 DESCRIPTION = """\
 Verify every bound metricseg claims between the Dice score, the Jaccard index,
@@ -124,15 +126,11 @@ def run(args: argparse.Namespace) -> int:
     from metricseg.theory.verify import BoundViolation, verify
 
     if args.max_voxels < 1:
-        print(
-            f"metricseg theory: --max-voxels must be >= 1, got {args.max_voxels}", file=sys.stderr
-        )
-        return 2
+        raise UsageError(f"--max-voxels must be >= 1, got {args.max_voxels}")
     try:
         report = verify(max_voxels=args.max_voxels, seed=args.seed)
     except BoundViolation as exc:
-        print(f"metricseg theory: {exc}", file=sys.stderr)
-        return 1
+        raise WorkError(str(exc)) from None
     pooling = compare_per_image_and_pooled(synthetic_disc_counts(seed=args.seed))
     plots = []
     if args.out:
