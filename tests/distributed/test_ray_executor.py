@@ -57,7 +57,7 @@ def test_grid_on_ray_reports_failure_keeps_others_and_skips_finished(local_ray, 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        here = load_result(run_one(specs[0], tmp_path / "here"))
+        here = load_result(run_one(specs[0], tmp_path / "here").path)
     finally:
         torch.set_num_threads(threads)
     there = load_result(ok.path)

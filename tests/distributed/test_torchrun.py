@@ -67,15 +67,16 @@ def test_two_process_training_cut_resumes_and_equals_one_process(tmp_path):
     script = _script_module()
     out = tmp_path / "run"
     _torchrun(str(SCRIPT), "cut", str(out), cwd=tmp_path)
-    ckpt = torch.load(out / CHECKPOINT_NAME, weights_only=False)
+    ckpt = torch.load(out / CHECKPOINT_NAME, weights_only=True)
     assert ckpt["epoch"] == 2 and not (out / "final.pt").exists()
     # rank 0 alone writes: no stray temporary files of a second writer
-    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_NAME]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.json", CHECKPOINT_NAME]
 
     # the checkpoint does not depend on the number of processes: keep a copy to resume alone
     alone = tmp_path / "alone"
     alone.mkdir()
-    shutil.copy(out / CHECKPOINT_NAME, alone / CHECKPOINT_NAME)
+    for name in ("checkpoint.json", CHECKPOINT_NAME):  # the weights and the run's identity
+        shutil.copy(out / name, alone / name)
     _torchrun(str(SCRIPT), "resume", str(out), cwd=tmp_path)
     final = torch.load(out / "final.pt", weights_only=False)
     assert final["resumed_from_epoch"] == 2 and len(final["history"]) == 3
@@ -124,7 +125,7 @@ def test_metricseg_train_cli_under_torchrun(tmp_path):
     res = json.loads(path.read_text())
     assert res["epochs_run"] == 2 and res["rows"]
     work = path.with_suffix(".work")
-    assert sorted(p.name for p in work.iterdir()) == ["checkpoint.pt", "spec.json"]
+    assert sorted(p.name for p in work.iterdir()) == ["checkpoint.json", "checkpoint.pt", "spec.json"]
 
     # as if killed after the last checkpoint, before the result: --resume finishes it
     path.unlink()
