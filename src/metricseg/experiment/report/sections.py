@@ -65,7 +65,7 @@ SUMMARY_HEADER = (
     "Jaccard mean ± sd",
     "Jaccard 95 % CI",
     "rank",
-    "cases × runs",
+    "test cases / runs",
     "seed sd",
 )
 
@@ -81,7 +81,7 @@ def summary_rows(a: Analysis, task: str) -> list[list[str]]:
             f"{fmt(s.jaccard_mean)} ± {fmt(s.jaccard_std)}",
             f"[{fmt(s.jaccard_ci[0])}, {fmt(s.jaccard_ci[1])}]",
             f"{s.rank:g}",
-            f"{s.n_cases} × {s.n_runs}",
+            f"{s.n_cases} / {s.n_runs}",
             fmt(s.seed_sd) if s.n_seeds > 1 else "1 seed",
         ]
         for s in group
