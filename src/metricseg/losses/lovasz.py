@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -244,6 +245,42 @@ def _as_bool(flags: torch.Tensor) -> torch.Tensor:
     return flags.view(torch.bool) if flags.dtype == torch.uint8 else flags.bool()
 
 
+def _plan(b: int, c: int, n: int, per_image: bool) -> tuple[list[tuple[int, int]], bool]:
+    """The blocks of rows of a (B, C, N) input, and whether it is too small to share out.
+
+    As many blocks in flight as workers, so a quarter of all elements in flight.
+    An input too small to share out (``tiny``) runs all its ops on one thread, as
+    its blocks do in :func:`~metricseg._parallel.map_chunks`: a second thread gains
+    little there, and every op's barrier stalls while another process holds a core.
+    """
+    rows, m = (b * c, n) if per_image else (c, b * n)
+    k = workers(rows, rows * m // (4 * torch.get_num_threads()))
+    blocks = _row_blocks(rows, m, parts=4 * k)
+    return blocks, (blocks[0][1] - blocks[0][0]) * m < _parallel.MIN_CHUNK_ELEMENTS
+
+
+class _OneThreadSoftmax(torch.autograd.Function):
+    """``torch.softmax(x, 1)`` whose backward, too, runs on one thread (small inputs).
+
+    The same kernels as autograd's softmax, so the same values and gradients; only
+    the thread count of the backward differs, which autograd would otherwise run
+    on all of torch's threads.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        with one_thread():
+            p = torch.softmax(x, dim=1)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (p,) = ctx.saved_tensors
+        with one_thread():
+            return torch._softmax_backward_data(grad, p, 1, p.dtype)
+
+
 class _LovaszFunction(torch.autograd.Function):
     """Row losses of Lovász-Softmax (``hinge=False``) or the Lovász hinge (``hinge=True``).
 
@@ -270,14 +307,7 @@ class _LovaszFunction(torch.autograd.Function):
         hinge: bool,
     ) -> torch.Tensor:
         b, c, n = x.shape
-        rows, m = (b * c, n) if per_image else (c, b * n)
-        # as many blocks in flight as workers, so a quarter of all elements in flight
-        k = workers(rows, rows * m // (4 * torch.get_num_threads()))
-        blocks = _row_blocks(rows, m, parts=4 * k)
-        # an input too small to share out runs all its ops on one thread (as its blocks
-        # do in map_chunks): a second thread gains little there, and every op's barrier
-        # stalls while another process holds a core
-        ctx.tiny = (blocks[0][1] - blocks[0][0]) * m < _parallel.MIN_CHUNK_ELEMENTS
+        blocks, ctx.tiny = _plan(b, c, n, per_image)
         ctx.per_image = per_image
         with one_thread() if ctx.tiny else contextlib.nullcontext():
             loss, grad = _lovasz_blocks(
@@ -451,9 +481,16 @@ def lovasz_softmax_loss(
     """
     _check_lovasz_softmax_options(locals())
     logits = check_loss_inputs(logits, target, activation)
-    with full_precision(logits.device):
+    with full_precision(logits.device), contextlib.ExitStack() as stack:
         kind = check_probabilities_shape(logits, target, "logits", "target")
-        probs = activate(logits, activation, validate_args)
+        b, c, n = logits.shape[0], logits.shape[1], math.prod(logits.shape[2:])
+        tiny = logits.device.type == "cpu" and _plan(b, c, n, per_image)[1]
+        if tiny:  # the whole loss on one thread, its softmax's backward included
+            stack.enter_context(one_thread())
+        if tiny and activation == "softmax":
+            probs = _OneThreadSoftmax.apply(logits)
+        else:
+            probs = activate(logits, activation, validate_args)
         b, c = probs.shape[:2]
         ignore_index = check_ignore_index(ignore_index, c)
         if kind == "dense":
