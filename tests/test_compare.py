@@ -74,3 +74,41 @@ def test_names_label_the_report(tmp_path, names):
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verdicts"][0]["a"] == "x" and summary["verdicts"][0]["b"] == "y"
+
+
+def test_folders_of_one_name_are_told_apart_and_the_header_gives_the_whole_command(tmp_path):
+    gt, good, _, _ = _folders(tmp_path, n=4)
+    other = tmp_path / "run2" / "good"  # the same folder name as `good`
+    other.parent.mkdir()
+    good.rename(tmp_path / "tmp")
+    (tmp_path / "tmp").rename(other)
+    good.mkdir()
+    for f in other.iterdir():
+        (good / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "o"
+    assert main(["compare", str(good), str(other), str(gt), "--out", str(out), "--labels", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {summary["verdicts"][0]["a"], summary["verdicts"][0]["b"]} == {str(good), str(other)}
+    command = summary["header"]["command"]
+    assert command.endswith(f"--labels 1 --out {out}") and str(other) in command
+
+
+def test_a_label_no_file_holds_is_refused_and_one_a_folder_never_predicts_is_scored(
+    tmp_path, capsys
+):
+    gt, good, bad, _ = _folders(tmp_path, n=4)
+    assert main(["compare", str(good), str(bad), str(gt), "--labels", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "--labels [7]: no prediction or ground-truth file holds this label" in err
+    assert "labels found: 0, 1, 2" in err and "--num-classes" not in err
+    # a folder that never predicts label 2 is scored on it (Dice 0), not refused
+    none2 = tmp_path / "none2"
+    for f in sorted(good.iterdir()):
+        from metricseg.io import read_image
+
+        labels = read_image(f)[0]
+        write_image(none2 / f.name, np.where(labels == 2, 1, labels).astype(np.uint8))
+    out = tmp_path / "o2"
+    assert main(["compare", str(good), str(none2), str(gt), "--labels", "2", "--out", str(out)]) == 0
+    rows = (out / "cases.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 4

@@ -460,3 +460,26 @@ def test_every_option_shows_its_default():
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             assert "default" in (action.help or ""), action.option_strings
+
+
+def test_errors_name_the_fix_for_num_classes_and_keep_going(tmp_path, capsys):
+    import numpy as np
+
+    from metricseg.cli import main
+    from metricseg.io import write_image
+
+    gt = np.zeros((4, 6, 6), np.uint8)
+    gt[1:3, 1:4, 1:4] = 2
+    for d in ("p", "g"):
+        write_image(tmp_path / d / "a.nii.gz", gt)
+    bad = gt.astype(np.float32)
+    bad[0, 0, 0] = np.nan
+    write_image(tmp_path / "p" / "b.nii.gz", bad)
+    write_image(tmp_path / "g" / "b.nii.gz", gt)
+    p, g = str(tmp_path / "p"), str(tmp_path / "g")
+    assert main(["evaluate", p, g, "--num-classes", "2"]) == 1
+    assert "pass --num-classes 3 or more, or leave it out" in capsys.readouterr().err
+    assert main(["evaluate", p, g]) == 1
+    assert "b.nii.gz: holds 1 NaN" in (err := capsys.readouterr().err) and "--keep-going" in err
+    assert main(["evaluate", p, g, "--keep-going"]) == 1
+    assert "--keep-going scores" not in capsys.readouterr().err

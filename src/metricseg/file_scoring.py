@@ -406,13 +406,14 @@ def count_case(
     if ignore_index is not None and 0 <= ignore_index <= max_label:
         raise SettingsError(
             f"--ignore-index {ignore_index} is a class label: {max_path} holds label "
-            f"{max_label}, so the classes are at least [0, {max_label}]; the ignore index must lie "
+            f"{max_label}, so the classes include [0, {max_label}]; the ignore index must lie "
             f"outside the classes, as in the losses (e.g. {max(max_label + 1, 255)} or -1)"
         )
     if num_classes is not None and max_label >= num_classes:
         raise EvaluationError(
             f"{max_path}: holds label {max_label}, outside [0, {num_classes - 1}] for "
-            f"--num-classes {num_classes}"
+            f"--num-classes {num_classes}; pass --num-classes {max_label + 1} or more, or leave "
+            "it out (the largest label found + 1)"
         )
     labels, counts = _count_labels(pred_l, gt_l, keep, max_label)
     n = gt_l.size if keep is None else int(keep.sum())

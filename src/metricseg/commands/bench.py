@@ -17,13 +17,13 @@ Holm correction, the paper's claims with a verdict each, and training curves.
 Studies are TOML files; the built-in ones ship with metricseg (`--study list` names them).
 Without arguments the `default` study runs: the synthetic presets plus the real offline
 tasks installed here, with soft Dice, soft Jaccard, Lovász-Softmax, CE, weighted CE, focal
-and Dice+CE (under 15 minutes on 2 CPU cores). Finished runs are kept in OUT/runs/ and
+and Dice+CE (about 6.5 minutes on 2 CPU cores). Finished runs are kept in OUT/runs/ and
 skipped when the command is run again; a killed run resumes from its last epoch. Two
 benches on one OUT train each run once (the second waits for the first).
 
 examples:
   metricseg bench                         # the default study into ./metricseg-bench
-  metricseg bench --study quick           # smoke run, about a minute
+  metricseg bench --study quick           # smoke run, about 30 s
   metricseg bench --study brats -o path=/data/brats2018 --out brats
   metricseg bench --study list
   metricseg bench --study my-study.toml --device cuda --out study
@@ -180,6 +180,13 @@ def _nnunet_arguments(nnunet: Any) -> None:
     )
 
 
+def _n(count: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``, ``2 losses``."""
+    return (
+        f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('s') else 's'}"
+    )
+
+
 def command_line(args: argparse.Namespace) -> str:
     """The ``metricseg bench`` command that reproduces this run (for the report header)."""
     parts = ["metricseg", "bench"]
@@ -302,8 +309,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]note:[/yellow] {note}")
     executor = _executor(args, jobs, threads, cuda)
     console.print(
-        f"metricseg bench ({suite.name}): {len(suite.tasks)} tasks × {len(suite.losses)} losses × "
-        f"{len(suite.seeds)} seeds{f' × {suite.folds} folds' if suite.folds else ''} = "
+        f"metricseg bench ({suite.name}): {_n(len(suite.tasks), 'task')} × "
+        f"{_n(len(suite.losses), 'loss')} × {_n(len(suite.seeds), 'seed')}"
+        f"{f' × {suite.folds} folds' if suite.folds else ''} = "
         f"{len(specs)} runs → {out}/  ({jobs} at once, {threads} torch thread(s) each, "
         f"device: {suite.train.get('device', 'cpu')})"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from metricseg.commands._common import UsageError, WorkError, csv_list, int_csv_list
@@ -64,6 +65,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _default_names(preds: list[Path]) -> list[str]:
+    """The folders' names, or the paths as given where two folders share a name."""
+    names = [p.name or str(p) for p in preds]
+    if len(set(names)) == len(names):
+        return names
+    return [str(p) for p in preds]
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The ``metricseg compare`` command that reproduces this report (for its header)."""
+    parts = ["metricseg", "compare", *(shlex.quote(f) for f in args.folders)]
+    if args.names:
+        parts += ["--names", shlex.quote(",".join(args.names))]
+    if args.labels:
+        parts += ["--labels", ",".join(map(str, args.labels))]
+    if args.ignore_index is not None:
+        parts += ["--ignore-index", str(args.ignore_index)]
+    if args.ignore_geometry:
+        parts.append("--ignore-geometry")
+    return " ".join([*parts, "--out", shlex.quote(args.out)])
+
+
 def _check(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], Path, Path]:
     if len(args.folders) < 3:
         raise UsageError(
@@ -71,10 +94,12 @@ def _check(args: argparse.Namespace) -> tuple[list[tuple[str, Path]], Path, Path
             "folder(s): metricseg compare PRED_A PRED_B GT"
         )
     *preds, gt = (Path(p) for p in args.folders)
-    names = args.names or [p.name or str(p) for p in preds]
+    names = args.names or _default_names(preds)
     if len(names) != len(preds) or len(set(names)) != len(names):
+        given = "--names gives" if args.names else "the prediction folders are"
         raise UsageError(
-            f"--names must give {len(preds)} different names, one per prediction folder, got {names}"
+            f"{given} {names}: give {len(preds)} different names, one per prediction "
+            "folder, e.g. --names " + ",".join(f"model{i + 1}" for i in range(len(preds)))
         )
     for p in (*preds, gt):
         if not p.is_dir():
@@ -115,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     names = [name for name, _ in folders]
     tests, verdicts = compare_tests(rows, names)
     header = {
-        "command": "metricseg compare " + " ".join(args.folders),
+        "command": _command_line(args),
         "folders": ", ".join(f"{n} = {p}" for n, p in folders) + f"; ground truth {gt}",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }

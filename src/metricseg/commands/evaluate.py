@@ -174,7 +174,10 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
     except (FileNotFoundError, EvaluationError, ImageReadError) as exc:
-        raise WorkError(str(exc)) from None
+        hint = (
+            "" if args.keep_going else " (--keep-going scores the other cases and lists failures)"
+        )
+        raise WorkError(f"{exc}{hint}") from None
     if result.cases and args.out:
         try:
             path = write_case_csv(args.out, result, inputs=inputs, force=args.force)

@@ -331,7 +331,8 @@ class _Claim:
 def _describe_tasks(scope: _Scope, n_cases: Mapping[str, int]) -> str:
     parts = []
     for task, tr in scope.tested.items():
-        parts.append(f"{task} ({n_cases.get(task, 0)} cases × {len(tr.seeds())} seeds)")
+        n, k = n_cases.get(task, 0), len(tr.seeds())
+        parts.append(f"{task} ({n} case{'s' * (n != 1)} × {k} seed{'s' * (k != 1)})")
     return ", ".join(parts)
 
 
@@ -875,7 +876,8 @@ def _lacks_c4(tr: TaskRecords) -> str | None:
     levels, _ = _tversky_levels(tr)
     if len(levels) < 3:
         return (
-            f"has {len(levels)} Tversky levels |α − ½| (soft Dice counting as 0), a trend needs 3"
+            f"has {len(levels)} Tversky level{'s' * (len(levels) != 1)} |α − ½| (soft Dice "
+            "counting as 0), a trend needs 3"
         )
     return None
 

@@ -25,7 +25,7 @@ import numpy as np
 from metricseg.experiment import stats
 from metricseg.experiment.claims import ALPHA, verdict_rule
 from metricseg.experiment.scoring import score_columns
-from metricseg.file_scoring import EvaluationError, evaluate_pairs, match_cases
+from metricseg.file_scoring import EvaluationError, SettingsError, evaluate_pairs, match_cases
 from metricseg.io import read_image
 
 __all__ = ["LabelTest", "PairVerdict", "compare_tests", "score_folders"]
@@ -58,19 +58,34 @@ def score_folders(
 
     The case set is the ground truth's: a case without a prediction in any folder is
     an error naming the file. ``labels`` default to every foreground label of the ground
-    truth or of any prediction.
+    truth or of any prediction; a label that no file holds is refused (a typo, most
+    likely), one that some folders never predict is scored for them as well.
+
+    Raises:
+        SettingsError: ``labels`` names a label that no file holds.
     """
     scored = []
     for name, folder in folders:
         pairs, problems = match_cases(folder, gt)
         if problems:
             raise EvaluationError(f"{name}: {problems[0][1]}")
+        # every label seen: the folders may differ in which labels they hold
         result = evaluate_pairs(
-            pairs, labels=labels, ignore_index=ignore_index, geometry_tolerance=geometry_tolerance
+            pairs, ignore_index=ignore_index, geometry_tolerance=geometry_tolerance
         )
         scored.append((name, result))
+    held = sorted({int(v) for _, r in scored for k in r.cases for v in k.labels})
     if labels is None:
         labels = sorted({label for _, r in scored for label in r.labels})
+    else:
+        missing = [int(label) for label in labels if label not in held]
+        if missing:
+            raise SettingsError(
+                f"--labels {missing}: no prediction or ground-truth file holds "
+                f"{'this label' if len(missing) == 1 else 'these labels'} "
+                f"(labels found: {', '.join(map(str, held))}); check --labels"
+            )
+        labels = [int(label) for label in labels]
     rows: list[dict[str, Any]] = []
     objects: dict[str, dict[int, tuple[int, float]]] = {}
     for name, result in scored:

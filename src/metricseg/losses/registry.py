@@ -176,7 +176,12 @@ def get(name: str, **options: Any) -> nn.Module:
     known = _options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
+        hint = (
+            "; explicit class weights go in scheme=[w_0, w_1, ...]"
+            if "class_weights" in unknown and "scheme" in known
+            else ""
+        )
         raise TypeError(
-            f"loss {name!r} got unknown option(s) {unknown}; it accepts {sorted(known)}"
+            f"loss {name!r} got unknown option(s) {unknown}; it accepts {sorted(known)}{hint}"
         )
     return _MODULES[name][0](**options)
