@@ -86,7 +86,9 @@ def test_folders_of_one_name_are_told_apart_and_the_header_gives_the_whole_comma
     for f in other.iterdir():
         (good / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "o"
-    assert main(["compare", str(good), str(other), str(gt), "--out", str(out), "--labels", "1"]) == 0
+    assert (
+        main(["compare", str(good), str(other), str(gt), "--out", str(out), "--labels", "1"]) == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert {summary["verdicts"][0]["a"], summary["verdicts"][0]["b"]} == {str(good), str(other)}
     command = summary["header"]["command"]
@@ -109,6 +111,19 @@ def test_a_label_no_file_holds_is_refused_and_one_a_folder_never_predicts_is_sco
         labels = read_image(f)[0]
         write_image(none2 / f.name, np.where(labels == 2, 1, labels).astype(np.uint8))
     out = tmp_path / "o2"
-    assert main(["compare", str(good), str(none2), str(gt), "--labels", "2", "--out", str(out)]) == 0
+    assert (
+        main(["compare", str(good), str(none2), str(gt), "--labels", "2", "--out", str(out)]) == 0
+    )
     rows = (out / "cases.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 4
+
+
+def test_too_few_cases_for_any_significant_test_are_said(tmp_path, capsys):
+    gt, good, bad, _ = _folders(tmp_path, n=3)
+    out = tmp_path / "o"
+    assert main(["compare", str(good), str(bad), str(gt), "--out", str(out)]) == 0
+    assert "too few cases: with 3 case(s) per label" in capsys.readouterr().out
+    assert "smallest p-value is 0.25" in (out / "summary.md").read_text()
+    gt, good, bad, _ = _folders(tmp_path / "more", n=12)
+    assert main(["compare", str(good), str(bad), str(gt), "--out", str(tmp_path / "o2")]) == 0
+    assert "too few cases" not in capsys.readouterr().out

@@ -205,6 +205,7 @@ def test_c2_equal_supported_different_contradicted_small_inconclusive():
     # 5 cases: no difference can be detected at all by the signed-rank test
     tiny = claims.claim_c2(study("t", dict.fromkeys(MS, 0.0), n=5), {"t": INDEPENDENT})
     assert all(d["mdd"] == math.inf for d in tiny.details) and tiny.verdict == "inconclusive"
+    assert "too few cases" in tiny.reason and "too few cases" not in small.reason
     # two tasks of 7 cases: 6 tests, the first at 0.05/6 = 0.0083, and the signed-rank test
     # cannot go below 2/2^7 = 0.0156 -- tight CIs, but "no difference" would be vacuous
     two = [{**r, "task": t} for t in ("a", "b") for r in study("t", dict.fromkeys(MS, 0.0), n=7)]

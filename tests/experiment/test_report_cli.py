@@ -37,6 +37,11 @@ def test_report_files(tmp_path):
                  "Claims of the paper, tested", "Verdict rule", "| chance |", "## Seeds",
                  "## Training curves", "Losses and their options"):  # fmt: skip
         assert text in md
+    # strata columns in their natural order, whichever stratum the first row holds
+    ratio_header = next(line for line in md.splitlines() if line.startswith("| task | loss | ")
+                        and "%" in line)  # fmt: skip
+    cols = [c.strip() for c in ratio_header.strip("|").split("|")][2:]
+    assert cols == [b for b in ("< 1 %", "1–10 %", "≥ 10 %") if b in cols]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {s["loss"] for s in summary["summaries"]} == {"soft_dice", "ce"}
     assert all(s["n_runs"] == 2 and s["n_seeds"] == 2 for s in summary["summaries"])

@@ -382,7 +382,9 @@ def _header(
         f"{jobs} runs at once with {threads} thread(s) each, device {suite.train.get('device', 'cpu')}",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "training": ", ".join(f"{k}={v}" for k, v in suite.train.items()),
-        "tasks built in the main process": str(task_builds()),
+        "tasks built in the main process (each worker builds a task once, then reuses it)": str(
+            task_builds()
+        ),
     }
 
 

@@ -120,7 +120,12 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from metricseg.experiment.compare import compare_tests, score_folders, write_compare_report
+    from metricseg.experiment.compare import (
+        compare_tests,
+        power_note,
+        score_folders,
+        write_compare_report,
+    )
     from metricseg.file_scoring import EvaluationError, SettingsError
     from metricseg.io import ImageReadError
 
@@ -157,5 +162,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     for v in verdicts:
         console.print(f"{v.a} scores a higher Dice than {v.b}: {v.verdict} ({v.reason})")
+    if (note := power_note(tests)) is not None:
+        console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"report: {out / 'summary.md'}")
     return 0

@@ -663,6 +663,11 @@ def _c2_evidence(
         f"{_ci_text(largest['ci_low'], largest['ci_high'])} ({largest['task']}, "
         f"{largest['metric']}); smallest difference detectable at {power:.0%} power: "
         f"{_fmt(mdd).lstrip('+')} (margin {margin})"
+        + (
+            " — too few cases: the signed-rank test cannot reach the significance level"
+            if math.isinf(mdd)
+            else ""
+        )
     )
 
 

@@ -28,7 +28,7 @@ from metricseg.experiment.scoring import score_columns
 from metricseg.file_scoring import EvaluationError, SettingsError, evaluate_pairs, match_cases
 from metricseg.io import read_image
 
-__all__ = ["LabelTest", "PairVerdict", "compare_tests", "score_folders"]
+__all__ = ["LabelTest", "PairVerdict", "compare_tests", "power_note", "score_folders"]
 
 
 def _object_stats(gt: np.ndarray, labels: Sequence[int]) -> dict[int, tuple[int, float]]:
@@ -215,6 +215,23 @@ def _folder_table(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> list[
     return out
 
 
+def power_note(tests: Sequence[LabelTest], alpha: float = ALPHA) -> str | None:
+    """A warning when some label has too few cases for any test to reach ``alpha``, else None.
+
+    Example:
+        >>> power_note([])  # no tests, nothing to warn about
+    """
+    small = sorted({t.comparison.n for t in tests if stats.wilcoxon_min_p(t.comparison.n) >= alpha})
+    if not small:
+        return None
+    n = small[0]
+    return (
+        f"too few cases: with {n} case(s) per label the signed-rank test's smallest p-value is "
+        f"{stats.wilcoxon_min_p(n):.3g} (≥ {alpha}), so no difference can be significant and "
+        "'inconclusive' says nothing about the models; compare on 6 or more cases"
+    )
+
+
 def compare_markdown(
     rows: Sequence[dict[str, Any]],
     names: Sequence[str],
@@ -238,6 +255,8 @@ def compare_markdown(
         "'for' on more than half of the labels and 'against' on none; contradicted: 'against' "
         "on more than half, or on some with 'for' on none; otherwise inconclusive.\n"
     )
+    if (note := power_note(tests)) is not None:
+        lines.append(f"**Note**: {note}.\n")
     lines.append("## Dice per folder and label\n")
     lines.append(
         md_table(

@@ -13,7 +13,7 @@ from typing import Any
 from metricseg.experiment.claims import VERDICT_RULE
 from metricseg.experiment.curves import STILL_IMPROVING_RISE
 from metricseg.experiment.report.analysis import Analysis
-from metricseg.experiment.stats import SIZE_BINS
+from metricseg.experiment.stats import FOREGROUND_BINS, SIZE_BINS
 
 __all__ = ["SECTIONS", "SUMMARY_HEADER", "fmt", "md_table", "summary_markdown", "summary_rows"]
 
@@ -258,8 +258,8 @@ def _strata(a: Analysis) -> str:
         if not strata:
             continue
         bins = list(dict.fromkeys(b for _, _, b, _, _ in strata))
-        if title.endswith("size"):
-            bins = [name for _, name in SIZE_BINS if name in bins]
+        order = SIZE_BINS if title.endswith("size") else FOREGROUND_BINS
+        bins = [name for _, name in order if name in bins]
         lookup = {(t, lo, b): (n, m) for t, lo, b, n, m in strata}
         keys = list(dict.fromkeys((t, lo) for t, lo, _, _, _ in strata))
         rows = [
